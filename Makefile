@@ -1,0 +1,54 @@
+# Two commands on a fresh machine:  make demo  (the quickstart)  and  make test  (the whole suite).
+# Setup is idempotent: stamp files under .stamps/ skip every step whose inputs did not change.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+REF_VENV := .venv-ref
+STAMPS := .stamps
+TORCH  := torch==2.13.0
+
+SCALA_SOURCES := $(shell find jvm -type f 2>/dev/null)
+JAR := spark_mds/jars/spark-mds.jar
+
+.PHONY: setup test demo bench jar ref-venv clean
+
+setup: $(STAMPS)/python $(JAR) $(STAMPS)/ref-venv
+
+# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
+$(STAMPS)/venv:
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH)
+	@touch $@
+
+$(STAMPS)/python: $(STAMPS)/venv pyproject.toml loader/pyproject.toml
+	$(PIP) install -e ./loader -e ".[dev]"
+	@touch $@
+
+$(JAR): $(STAMPS)/python build.gradle settings.gradle $(SCALA_SOURCES)
+	gradle -q --offline -PsparkJars="$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')" jar
+	@touch $@
+
+jar: $(JAR)
+
+# The reference implementation, for interop tests and benchmarks, in its own virtualenv.
+$(STAMPS)/ref-venv: tests/interop/requirements-ref.txt tests/interop/make_ref_venv.sh
+	PYTHON=$(PYTHON) sh tests/interop/make_ref_venv.sh $(REF_VENV)
+	@touch $@
+
+ref-venv: $(STAMPS)/ref-venv
+
+test: setup
+	$(PY) -m pytest tests
+
+demo: setup
+	$(PY) examples/quickstart.py
+
+bench: setup
+	$(PY) -m bench all
+
+clean:
+	rm -rf $(STAMPS) $(VENV) $(REF_VENV) jvm/build build spark_mds/jars .gradle

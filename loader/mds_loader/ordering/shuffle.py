@@ -1,0 +1,304 @@
+"""The five shuffle algorithms of mosaicml-streaming 0.13.0 (notes §4.8), bit-identical.
+
+``get_shuffle(algo, shard_sizes, num_canonical_nodes, seed, epoch, block_size)`` returns ``perm``,
+an int64 permutation of ``0..N-1`` (``N = sum(shard_sizes)``): ``perm[position]`` is the id placed
+at that position of the epoch. "Shards" here are shuffle units: consecutive id spans.
+
+Exactness rests on issuing the same numpy ``default_rng`` calls in the same order as the reference
+(``shuffle`` of equal-length sequences, ``integers``, ``uniform``, ``permutation``); everything
+else (building id arrays, splitting at canonical-node boundaries, sorting) is vectorized. Shuffling
+an int64 index array draws exactly like shuffling a Python list of the same length (§4.5), which
+lets us permute span/shard indices instead of lists of objects. Loops run over spans, never over
+samples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["SHUFFLE_ALGOS", "divide_spans", "get_shuffle"]
+
+ShardSizes = Union[Sequence[int], NDArray[np.integer]]
+
+
+def _sizes(shard_sizes: ShardSizes) -> NDArray[np.int64]:
+    sizes = np.asarray(shard_sizes, dtype=np.int64).reshape(-1)
+    if sizes.size and sizes.min() < 0:
+        raise ValueError("Shard sizes must be non-negative.")
+    return sizes
+
+
+def _check_ncn(num_canonical_nodes: int) -> int:
+    if int(num_canonical_nodes) != num_canonical_nodes or num_canonical_nodes < 1:
+        raise ValueError(f"`num_canonical_nodes` must be a positive integer, but got: "
+                         f"{num_canonical_nodes!r}.")
+    return int(num_canonical_nodes)
+
+
+def _concat_ranges(begins: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``concatenate([arange(b, b + z) for b, z in zip(begins, sizes)])`` without a Python loop."""
+    total = int(sizes.sum())
+    offsets = np.cumsum(sizes) - sizes
+    return np.repeat(begins - offsets, sizes) + np.arange(total, dtype=np.int64)
+
+
+def _shuffle_segments(rng: np.random.Generator, ids: NDArray[np.int64],
+                      sizes: NDArray[np.int64]) -> None:
+    """In place, ``rng.shuffle`` each consecutive segment of `ids`, in order (one call per
+    segment, as the reference does; segments of length < 2 draw nothing, so they are skipped)."""
+    shuffle = rng.shuffle
+    offset = 0
+    for size in sizes.tolist():
+        if size > 1:
+            shuffle(ids[offset:offset + size])
+        offset += size
+
+
+def divide_spans(span_sizes: NDArray[np.int64], num_samples: int,
+                 num_parts: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Cut spans (taken in the given order) at the canonical-node boundaries ``N*(c+1)//C``.
+
+    Same rule as the reference (notes §4.8 ``divide_spans``): a span that straddles a boundary is
+    split there and its remainder starts the next part; a zero-length span sitting exactly on a
+    boundary stays with the earlier part. Loops over spans only.
+
+    Returns:
+        ``(src, head, bounds)``: piece ``i`` is the part of input span ``src[i]`` starting
+        ``head[i]`` samples into it (it ends where the next piece of the same span starts, or at
+        the span's end); part ``c`` holds pieces ``bounds[c]:bounds[c+1]``.
+    """
+    sizes = span_sizes.tolist()
+    src: list[int] = []
+    head: list[int] = []
+    bounds = [0]
+    index, used, so_far = 0, 0, 0  # current span, samples of it already placed, samples placed
+    count = len(sizes)
+    for part in range(num_parts):
+        part_end = num_samples * (part + 1) // num_parts
+        while index < count:
+            left = sizes[index] - used
+            if part_end < so_far + left:
+                if so_far < part_end:
+                    split = part_end - so_far
+                    src.append(index)
+                    head.append(used)
+                    used += split
+                    so_far += split
+                break
+            src.append(index)
+            head.append(used)
+            so_far += left
+            index += 1
+            used = 0
+        bounds.append(len(src))
+    return (np.asarray(src, np.int64), np.asarray(head, np.int64), np.asarray(bounds, np.int64))
+
+
+def _pieces(span_starts: NDArray[np.int64], span_sizes: NDArray[np.int64], num_parts: int
+            ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Spans (in the given order) cut at canonical-node boundaries:
+    ``(piece starts, piece sizes, part bounds)``; span ``i`` covers
+    ``[span_starts[i], span_starts[i] + span_sizes[i])``."""
+    src, head, bounds = divide_spans(span_sizes, int(span_sizes.sum()), num_parts)
+    # A piece ends where the next piece of the same span starts, or at its span's end.
+    ends = span_sizes[src].copy()
+    if src.size > 1:
+        same = src[1:] == src[:-1]
+        ends[:-1][same] = head[1:][same]
+    return span_starts[src] + head, ends - head, bounds
+
+
+def _part_sizes(lengths: NDArray[np.int64], bounds: NDArray[np.int64]) -> list[int]:
+    csum = np.concatenate([[0], np.cumsum(lengths)])
+    return (csum[bounds[1:]] - csum[bounds[:-1]]).tolist()
+
+
+def _shuffled_pieces(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int,
+                     epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64],
+                                          NDArray[np.int64], np.random.Generator]:
+    """Steps 1-3 of py1s (shared by py1s, py1br, py1e): a run-wide shuffle of the spans, the cut
+    at canonical-node boundaries, and a per-epoch shuffle of each node's pieces."""
+    run_order = np.arange(sizes.size, dtype=np.int64)
+    np.random.default_rng(seed).shuffle(run_order)
+    offsets = np.cumsum(sizes) - sizes
+    begins, lengths, bounds = _pieces(offsets[run_order], sizes[run_order], num_canonical_nodes)
+    epoch_rng = np.random.default_rng(seed + epoch)
+    piece_order = np.arange(begins.size, dtype=np.int64)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if hi - lo > 1:
+            epoch_rng.shuffle(piece_order[lo:hi])
+    return begins[piece_order], lengths[piece_order], bounds, epoch_rng
+
+
+def _naive(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
+           block_size: int) -> NDArray[np.int64]:
+    return np.random.default_rng(seed + epoch).permutation(int(sizes.sum())).astype(np.int64)
+
+
+def _py1s(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
+          block_size: int) -> NDArray[np.int64]:
+    begins, lengths, _, epoch_rng = _shuffled_pieces(sizes, num_canonical_nodes, seed, epoch)
+    ids = _concat_ranges(begins, lengths)
+    _shuffle_segments(epoch_rng, ids, lengths)
+    return ids
+
+
+def _py2s(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
+          block_size: int) -> NDArray[np.int64]:
+    offsets = np.cumsum(sizes) - sizes
+    # Run-wide: shuffle the shard order, then each shard's samples in that order.
+    fixed_rng = np.random.default_rng(seed)
+    order = np.arange(sizes.size, dtype=np.int64)
+    fixed_rng.shuffle(order)
+    ordered = sizes[order]
+    fixed = _concat_ranges(offsets[order], ordered)
+    _shuffle_segments(fixed_rng, fixed, ordered)
+    # Cut at canonical-node boundaries; pieces are slices of `fixed` (a split shard keeps its
+    # first samples in the earlier node).
+    starts, lengths, bounds = _pieces(np.cumsum(ordered) - ordered, ordered, num_canonical_nodes)
+    # Per epoch and per node, in this order: shuffle the node's pieces, then each piece's samples.
+    epoch_rng = np.random.default_rng(seed + epoch)
+    out = np.empty(int(sizes.sum()), np.int64)
+    offset = 0
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        piece_order = np.arange(lo, hi, dtype=np.int64)
+        if hi - lo > 1:
+            epoch_rng.shuffle(piece_order)
+        part = fixed[_concat_ranges(starts[piece_order], lengths[piece_order])]
+        _shuffle_segments(epoch_rng, part, lengths[piece_order])
+        out[offset:offset + part.size] = part
+        offset += part.size
+    return out
+
+
+def _check_block(block_size: int, need_stagger: bool) -> tuple[int, int]:
+    low, high = int(0.75 * block_size), int(1.25 * block_size)
+    if low >= high or (need_stagger and low < 1):
+        raise ValueError(f"`shuffle_block_size` {block_size} is too small: the random block "
+                         f"size is drawn from [int(0.75*b), int(1.25*b)) = [{low}, {high})"
+                         + (" and the stagger from [0, int(0.75*b))" if need_stagger else "")
+                         + f", which must be non-empty.")
+    return low, high
+
+
+def _py1br(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
+           block_size: int) -> NDArray[np.int64]:
+    low, high = _check_block(block_size, need_stagger=True)
+    begins, lengths, bounds, epoch_rng = _shuffled_pieces(sizes, num_canonical_nodes, seed,
+                                                          epoch)
+    ids = _concat_ranges(begins, lengths)
+    stagger = epoch_rng.integers(0, low, (num_canonical_nodes,))
+    node_sizes = _part_sizes(lengths, bounds)
+    integers, shuffle = epoch_rng.integers, epoch_rng.shuffle
+    node_stop = 0
+    for node in range(num_canonical_nodes):
+        node_start = node_stop
+        node_stop += node_sizes[node]
+        shift = int(stagger[node])
+        # All of a node's block sizes are drawn before any block is shuffled (reference order).
+        blocks = []
+        end = node_start
+        while end < node_stop:
+            size = int(integers(low, high))
+            start, stop = max(end - shift, node_start), min(end + size - shift, node_stop)
+            blocks.append((start, stop))
+            end += stop - start
+        for start, stop in blocks:
+            if stop - start > 1:
+                shuffle(ids[start:stop])
+    return ids
+
+
+def _py1e(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
+          block_size: int) -> NDArray[np.int64]:
+    low, high = _check_block(block_size, need_stagger=False)
+    begins, lengths, bounds, epoch_rng = _shuffled_pieces(sizes, num_canonical_nodes, seed,
+                                                          epoch)
+    total = int(sizes.sum())
+    if total >= 1 << 53:
+        raise ValueError("py1e supports fewer than 2**53 samples per epoch (the reference keeps "
+                         "ids in float64).")
+    ids = _concat_ranges(begins, lengths)
+    out = np.empty(total, np.int64)
+    integers, uniform = epoch_rng.integers, epoch_rng.uniform
+    warn = False
+    offset = 0
+    for node in range(num_canonical_nodes):
+        lo, hi = int(bounds[node]), int(bounds[node + 1])
+        node_lengths = lengths[lo:hi]
+        count = int(node_lengths.sum())
+        if count == 0:
+            raise ValueError(
+                f"The number of samples assigned to a canonical node is 0. This very likely "
+                f"indicates that the number of samples in this stream is less than the number of "
+                f"canonical nodes, which is {num_canonical_nodes}. Please check your index.json "
+                f"file and ensure that your dataset has been written out correctly. If this was "
+                f"intended, reduce num_canonical_nodes.")
+        node_ids = ids[offset:offset + count]
+        # First every piece's samples are shuffled, in order ...
+        _shuffle_segments(epoch_rng, node_ids, node_lengths)
+        # ... then each piece's samples get a uniform jitter of about +-block/2 positions; the
+        # node's order is the argsort of the jittered positions.
+        positions = np.arange(count, dtype=np.float64)
+        at = 0
+        for size in node_lengths.tolist():
+            cutoff = (int(integers(low, high)) - size) / 2
+            if cutoff < 0:
+                cutoff = 0
+                warn = True
+            lower = max(-cutoff, -at)
+            upper = min(cutoff, count - at - size)
+            positions[at:at + size] += uniform(low=lower, high=upper, size=size)
+            at += size
+        out[offset:offset + count] = node_ids[np.argsort(positions)]
+        offset += count
+    if warn:
+        warnings.warn("Shuffle block size was smaller than shard size for some shards. This will "
+                      "result in these shards not being shuffled with other shards. Set "
+                      "shuffle_block_size to a larger value for a higher quality shuffle.")
+    return out
+
+
+_ALGOS: dict[str, Callable[..., NDArray[np.int64]]] = {
+    "naive": _naive,
+    "py1br": _py1br,
+    "py1e": _py1e,
+    "py1s": _py1s,
+    "py2s": _py2s,
+}
+SHUFFLE_ALGOS = tuple(sorted(_ALGOS))
+
+
+def get_shuffle(algo: str,
+                shard_sizes: ShardSizes,
+                num_canonical_nodes: int,
+                seed: int,
+                epoch: int,
+                block_size: int = 1 << 18) -> NDArray[np.int64]:
+    """The shuffled order of one epoch, identical to mosaicml-streaming 0.13.0's `get_shuffle`.
+
+    Args:
+        algo: One of ``naive``, ``py1br``, ``py1e``, ``py1s``, ``py2s``.
+        shard_sizes: Sizes of the shuffle units (consecutive id spans), in order.
+        num_canonical_nodes: Canonical nodes; a node's positions only receive ids of the spans
+            assigned to it, boundaries at ``N*(c+1)//C`` (the partition's rows).
+        seed: Run-wide seed (``shuffle_seed``); the span order is fixed by it for the whole run.
+        epoch: Epoch; the per-epoch generator is seeded with ``seed + epoch``.
+        block_size: Shuffle block size, used by ``py1br`` and ``py1e`` only.
+
+    Returns:
+        int64 array ``perm`` of length ``N``; ``perm[position]`` is the id at that position.
+    """
+    try:
+        fn = _ALGOS[algo]
+    except KeyError:
+        raise ValueError(f"Unknown shuffle algorithm {algo!r}; expected one of "
+                         f"{', '.join(SHUFFLE_ALGOS)}.") from None
+    if int(seed) < 0 or int(epoch) < 0:
+        raise ValueError(f"`seed` ({seed}) and `epoch` ({epoch}) must be non-negative.")
+    return fn(_sizes(shard_sizes), _check_ncn(num_canonical_nodes), int(seed), int(epoch),
+              int(block_size))

@@ -59,7 +59,21 @@ def _lookup(units: NDArray[np.int64], small_per_big: NDArray[np.int64], a: dict,
     if not a["shuffle"]:
         return small_per_big
     perm = get_shuffle(a["shuffle_algo"], units, a["ncn"], a["seed"], a["epoch"], block)
+    if _is_identity(small_per_big):
+        return perm  # nothing was resampled: big ids are the sample ids (saves a gather)
     return small_per_big[perm]
+
+
+def _is_identity(ids: NDArray[np.int64]) -> bool:
+    """Whether ``ids`` is ``arange(len(ids))`` (checked in chunks to bound the temporaries)."""
+    if not ids.size or ids[0] != 0 or ids[-1] != ids.size - 1:
+        return False
+    step = 1 << 20
+    for start in range(0, ids.size, step):
+        part = ids[start:start + step]
+        if not np.array_equal(part, np.arange(start, start + part.size)):
+            return False
+    return True
 
 
 def _inorder(partition: NDArray[np.int64]) -> NDArray[np.int64]:

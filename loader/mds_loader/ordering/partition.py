@@ -115,7 +115,7 @@ def get_partitions_orig(num_samples: int,
     # Interleave canonical nodes (column-major read), drop what was already seen, then deal the
     # sequence to physical nodes round-robin: node q gets seq[m*p + q].
     seq = _canonical_matrix(n, c, p).T.ravel()[drop:]
-    nodes = seq.reshape(-1, p).T  # (p, L)
+    nodes = seq.reshape(-1, p).T  # (p, L), a strided view
     per_node = nodes.shape[1]
 
     # Every rank of a node needs the same count: repeat a few samples near the node's end.
@@ -134,14 +134,16 @@ def get_partitions_orig(num_samples: int,
         nodes = np.concatenate([nodes, extra], axis=1)
     per_rank = nodes.shape[1] // r
 
-    # Each rank's list, padded with -1 to whole rounds of (workers x batch) ...
-    ranks = nodes.reshape(p, per_rank, r).transpose(0, 2, 1)  # (p, r, per_rank)
+    # Rank j of a node takes every r-th sample; each rank's list is padded with -1 to whole
+    # rounds of (workers x batch) and dealt to workers in batch-size chunks, round-robin (the
+    # way a DataLoader pulls batches from its workers). One copy into the padded output; the
+    # result is a strided view of it, as in the reference.
     chunk = w * b
     rounds = -(-per_rank // chunk)
-    out = np.full((p, r, rounds * chunk), -1, np.int64)
-    out[:, :, :per_rank] = ranks
-    # ... then dealt to workers in batch-size chunks, round-robin (like a DataLoader pulls them).
-    return np.ascontiguousarray(out.reshape(p, r, rounds, w, b).transpose(0, 1, 3, 2, 4))
+    out = np.empty((p, r, rounds * chunk), np.int64)
+    out[:, :, :per_rank] = nodes.reshape(p, per_rank, r).transpose(0, 2, 1)
+    out[:, :, per_rank:] = -1
+    return out.reshape(p, r, rounds, w, b).transpose(0, 1, 3, 2, 4)
 
 
 def get_partitions_relaxed(num_samples: int,
@@ -177,7 +179,7 @@ def get_partitions_relaxed(num_samples: int,
     # Traversal order of the initial run: (batch, worker, node, rank, sample) ...
     steps = initial.transpose(3, 2, 0, 1, 4).ravel()
     # ... re-read as the current world's traversal order.
-    return np.ascontiguousarray(steps.reshape(-1, w, p, r, b).transpose(2, 3, 1, 0, 4))
+    return steps.reshape(-1, w, p, r, b).transpose(2, 3, 1, 0, 4)
 
 
 def get_partitions(algo: str,
@@ -201,7 +203,9 @@ def get_partitions(algo: str,
         initial_physical_nodes: Node count of the initial run (from a state dict), for `relaxed`.
 
     Returns:
-        int64 array ``(nodes, ranks, workers, batches per worker, batch size)``, ``-1`` = padding.
+        int64 array ``(nodes, ranks, workers, batches per worker, batch size)``, ``-1`` = padding
+        (a strided view of a fresh buffer, like the reference's; use ``np.ascontiguousarray``
+        if a contiguous copy is needed).
 
     Raises:
         ValueError: unknown algorithm, non-dividing node counts, resuming past the epoch's end

@@ -296,6 +296,13 @@ def resample_streams(streams: Sequence[WeightedStream],
         first = int(layout.shard_offset_per_stream[index])
         sizes = streams[index].samples_per_shard
         offsets = layout.sample_offset_per_shard[first:first + sizes.size]
+        if streams[index].choose == streams[index].num_samples:
+            # Not resampled (get_sampling returns the sizes, no draws): one unit per non-empty
+            # shard and the stream's ids in order.
+            units_parts.append(sizes[sizes > 0])
+            start = int(layout.sample_offset_per_stream[index])
+            ids_parts.append(np.arange(start, start + streams[index].num_samples, dtype=np.int64))
+            continue
         chosen = get_sampling(sizes, streams[index].choose, sampling_granularity, seed, epoch,
                               use_epoch)
         safe = np.maximum(sizes, 1)  # zero-sample shards contribute nothing

@@ -136,7 +136,7 @@ def _shuffled_pieces(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: i
 
 def _naive(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
            block_size: int) -> NDArray[np.int64]:
-    return np.random.default_rng(seed + epoch).permutation(int(sizes.sum())).astype(np.int64)
+    return np.random.default_rng(seed + epoch).permutation(int(sizes.sum()))
 
 
 def _py1s(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,

@@ -23,7 +23,7 @@ def _quiet():
         yield
 
 
-SIZES = [37, 64, 50, 11, 90, 64, 23, 64, 41, 56, 64, 17]  # 591 samples
+SIZES = [37, 64, 50, 11, 90, 64, 23, 64, 41, 56, 64, 17]  # 581 samples
 
 
 def _streams(sizes=SIZES, **weights):
@@ -96,6 +96,21 @@ def test_relaxed_resume_on_other_node_counts(nodes, batch, resume_step):
     assert got[:full] == initial[resume_step:resume_step + full]
 
 
+def test_resume_past_the_end():
+    """NCN 1: resuming at the end gives an empty epoch. NCN 4: the rows are padded to
+    4 x ceil(581/4) = 584 with repeats, which remain after sample 581. Beyond the epoch plus the
+    world's repeated samples (581 + 1 here) raises, as in the reference."""
+    streams = _streams()
+    ids = _epoch(streams, 1, 1, 2, 4, ncn=1, sample_in_epoch=sum(SIZES))
+    assert ids.shape[3] == 0 and rank_batches(ids, 0, 0, 4) == []
+    full = np.concatenate(rank_batches(_epoch(streams, 1, 1, 2, 4), 0, 0, 4))
+    assert full.size == 584
+    tail = rank_batches(_epoch(streams, 1, 1, 2, 4, sample_in_epoch=582), 0, 0, 4)
+    assert [b.tolist() for b in tail] == [full[582:].tolist()]
+    with pytest.raises(ValueError, match="Resuming further"):
+        _epoch(streams, 1, 1, 2, 4, sample_in_epoch=583)
+
+
 def test_relaxed_requires_divisible_global_batch():
     with pytest.raises(ValueError, match="global batch size"):
         _epoch(_streams(), 3, 1, 1, 3, initial=4)  # global batch 9 on 4 initial devices
@@ -108,8 +123,9 @@ def test_orig_rejects_non_dividing_nodes():
 
 # ---------------------------------------------------------------- resumption = tail
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(k=st.integers(0, 591), workers=st.integers(1, 4), batch=st.integers(1, 9),
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(0, sum(SIZES)), workers=st.integers(1, 4), batch=st.integers(1, 9),
        algo=st.sampled_from(SHUFFLE_ALGOS))
 def test_resume_single_device_is_tail(k, workers, batch, algo):
     """One device: resuming at sample_in_epoch=k yields exactly the uninterrupted order from k,
@@ -216,7 +232,7 @@ def test_worker_ids_and_padding():
 
 # ---------------------------------------------------------------- invariants
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=15),
        ncn=st.integers(1, 6), seed=st.integers(0, 2**32), algo=st.sampled_from(SHUFFLE_ALGOS))
 def test_shuffle_is_permutation_with_fixed_node_assignment(sizes, ncn, seed, algo):
@@ -236,7 +252,7 @@ def test_shuffle_is_permutation_with_fixed_node_assignment(sizes, ncn, seed, alg
             assert sorted(epochs[0][lo:hi].tolist()) == sorted(epochs[1][lo:hi].tolist())
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, derandomize=True)
 @given(n=st.integers(1, 300), ncn=st.sampled_from([1, 2, 3, 4, 6]), ranks=st.integers(1, 4),
        workers=st.integers(1, 3), batch=st.integers(1, 6), ratio=st.sampled_from([1, 2, 3]),
        split=st.booleans())
@@ -253,7 +269,7 @@ def test_partition_covers_every_sample_evenly(n, ncn, ranks, workers, batch, rat
     assert per_device[0] * nodes * ranks >= n
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=10), choose=st.integers(0, 500),
        granularity=st.integers(1, 8), seed=st.integers(0, 10**6), epoch=st.integers(0, 3))
 def test_sampling_spreads_choose(sizes, choose, granularity, seed, epoch):

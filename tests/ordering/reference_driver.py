@@ -54,7 +54,8 @@ def weights(case):
             "repeat": [float(s.repeat) for s in streams]}
 
 
-def work(case):
+def fake_dataset(case):
+    """A StreamingDataset shell with what `resample_streams` and `generate_work` read."""
     streams = make_streams(case["streams"])
     sizes = [np.array(s["sizes"], np.int64) for s in case["streams"]]
     per_stream = np.array([x.sum() for x in sizes], np.int64)
@@ -79,9 +80,26 @@ def work(case):
     ds.initial_physical_nodes = case["initial_physical_nodes"]
     ds.shuffle_block_size = case["block"]
     ds.shuffle_algo = case["algo"]
+    return ds
+
+
+def work(case):
+    ds = fake_dataset(case)
     nodes, ranks, workers = case["world"]
     return arr(generate_work(case["method"], ds, World(nodes, ranks, workers, 0), case["epoch"],
                              case["sample_in_epoch"]))
+
+
+def resample(case):
+    units, ids = fake_dataset(case).resample_streams(case["epoch"], case["stream_id"])
+    return {"units": arr(units), "ids": arr(ids)}
+
+
+def world(case):
+    w = World(case["nodes"], case["ranks"], case["workers"], case["worker"])
+    r = w.replicate(case["replication"])
+    return [r.num_nodes, r.ranks_per_node, r.workers_per_rank, r.worker, r.node, r.rank,
+            r.rank_of_node, r.worker_of_rank, r.num_ranks]
 
 
 def run(case):
@@ -101,6 +119,10 @@ def run(case):
         return weights(case)
     if kind == "work":
         return work(case)
+    if kind == "resample":
+        return resample(case)
+    if kind == "world":
+        return world(case)
     raise ValueError(kind)
 
 

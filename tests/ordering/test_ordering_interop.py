@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import run_reference
 
-from mds_loader.ordering import (SHUFFLE_ALGOS, StreamSpec, apply_weights, generate_work,
-                                 get_partitions, get_sampling, get_shuffle)
+from mds_loader.ordering import (SHUFFLE_ALGOS, StreamSpec, World, apply_weights, generate_work,
+                                 get_partitions, get_sampling, get_shuffle, resample_streams)
 
 pytestmark = pytest.mark.interop
 
@@ -162,6 +162,38 @@ def work_cases(rng: np.random.Generator, count: int) -> list[dict]:
     return cases
 
 
+def resample_cases(rng: np.random.Generator, count: int) -> list[dict]:
+    cases = []
+    for case in work_cases(rng, count):
+        case = {k: case[k] for k in ("streams", "epoch_size", "seed", "epoch", "shuffle",
+                                     "sampling_method", "granularity")}
+        case["kind"] = "resample"
+        if rng.random() < 0.5:
+            case["stream_id"] = int(rng.integers(0, len(case["streams"])))
+        else:
+            case["stream_id"] = None
+        # Fill the defaults `fake_dataset` reads but resampling does not use.
+        case.update(ncn=1, batch_size=1, partition_algo="relaxed", initial_physical_nodes=None,
+                    block=8, algo="py1e")
+        cases.append(case)
+    return cases
+
+
+def world_cases(rng: np.random.Generator, count: int) -> list[dict]:
+    cases = []
+    for _ in range(count):
+        nodes, ranks, workers = (int(rng.integers(1, 5)), int(rng.integers(1, 9)),
+                                 int(rng.integers(1, 4)))
+        total = nodes * ranks
+        divisors = [d for d in range(1, total + 1) if total % d == 0]
+        replication = int(rng.choice(divisors)) if rng.random() < 0.9 else int(
+            rng.integers(1, 6))
+        cases.append({"kind": "world", "nodes": nodes, "ranks": ranks, "workers": workers,
+                      "worker": int(rng.integers(0, total * workers)),
+                      "replication": replication})
+    return cases
+
+
 # ---------------------------------------------------------------- our side
 
 def _arr(x) -> dict:
@@ -201,6 +233,19 @@ def ours(case: dict) -> object:
             partition_algo=case["partition_algo"], sampling_method=case["sampling_method"],
             sampling_granularity=case["granularity"],
             initial_physical_nodes=case["initial_physical_nodes"]))
+    if kind == "resample":
+        streams, _ = apply_weights(_specs(case), case["epoch_size"], case["seed"])
+        units, ids = resample_streams(streams, case["seed"], case["epoch"],
+                                      shuffle=case["shuffle"],
+                                      sampling_method=case["sampling_method"],
+                                      sampling_granularity=case["granularity"],
+                                      stream_id=case["stream_id"])
+        return {"units": _arr(units), "ids": _arr(ids)}
+    if kind == "world":
+        w = World(case["nodes"], case["ranks"], case["workers"], case["worker"])
+        r = w.replicate(case["replication"])
+        return [r.num_nodes, r.ranks_per_node, r.workers_per_rank, r.worker, r.node, r.rank,
+                r.rank_of_node, r.worker_of_rank, r.num_ranks]
     raise ValueError(kind)
 
 
@@ -215,7 +260,8 @@ def _ours_result(case: dict) -> dict:
 
 # ---------------------------------------------------------------- fixture and tests
 
-COUNTS = {"shuffle": 320, "partition": 400, "sampling": 200, "weights": 120, "work": 200}
+COUNTS = {"shuffle": 320, "partition": 400, "sampling": 200, "weights": 120, "work": 200,
+          "resample": 80, "world": 60}
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +269,8 @@ def compared(ref_python, tmp_path_factory) -> dict[str, list[tuple[dict, dict, d
     rng = np.random.default_rng(SEED)
     cases = (shuffle_cases(rng, COUNTS["shuffle"]) + partition_cases(rng, COUNTS["partition"])
              + sampling_cases(rng, COUNTS["sampling"]) + weight_cases(rng, COUNTS["weights"])
-             + work_cases(rng, COUNTS["work"]))
+             + work_cases(rng, COUNTS["work"]) + resample_cases(rng, COUNTS["resample"])
+             + world_cases(rng, COUNTS["world"]))
     path = tmp_path_factory.mktemp("ordering") / "cases.json"
     path.write_text(json.dumps(cases))
     reference = run_reference(ref_python, DRIVER, str(path))

@@ -43,9 +43,13 @@ def _world_shape(world: WorldLike) -> tuple[int, int, int]:
     return int(nodes), int(ranks), int(workers)
 
 
-def _to_sample_ids(positions: NDArray[np.int64], lookup: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``lookup[x]`` for every position ``x >= 0``, keeping ``-1``. Consumes `positions` (a
-    fresh array from the partition) to keep the peak memory at a few int64 per sample."""
+def _to_sample_ids(positions: NDArray[np.int64],
+                   lookup: Optional[NDArray[np.int64]]) -> NDArray[np.int64]:
+    """``lookup[x]`` for every position ``x >= 0``, keeping ``-1`` (``lookup=None``: identity).
+    Consumes `positions` (a fresh array from the partition) to keep the peak memory at a few
+    int64 per sample. The result is C-contiguous."""
+    if lookup is None:
+        return np.ascontiguousarray(positions)
     padding = positions < 0
     np.maximum(positions, 0, out=positions)
     out = lookup[positions] if lookup.size else positions
@@ -54,14 +58,15 @@ def _to_sample_ids(positions: NDArray[np.int64], lookup: NDArray[np.int64]) -> N
 
 
 def _lookup(units: NDArray[np.int64], small_per_big: NDArray[np.int64], a: dict,
-            block: Optional[int]) -> NDArray[np.int64]:
-    """Epoch position -> global sample id: the shuffle (when on) composed with the resampling."""
+            block: Optional[int]) -> Optional[NDArray[np.int64]]:
+    """Epoch position -> global sample id: the shuffle (when on) composed with the resampling;
+    None when that is the identity."""
+    # When no stream was resampled, big ids are the sample ids: skip a gather.
+    identity = _is_identity(small_per_big)
     if not a["shuffle"]:
-        return small_per_big
+        return None if identity else small_per_big
     perm = get_shuffle(a["shuffle_algo"], units, a["ncn"], a["seed"], a["epoch"], block)
-    if _is_identity(small_per_big):
-        return perm  # nothing was resampled: big ids are the sample ids (saves a gather)
-    return small_per_big[perm]
+    return perm if identity else small_per_big[perm]
 
 
 def _is_identity(ids: NDArray[np.int64]) -> bool:

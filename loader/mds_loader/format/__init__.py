@@ -1,0 +1,41 @@
+"""The MDS format core: encodings, compression, hashes, index.json, shard files, and the
+readers and writers built on them (docs/format.md)."""
+
+from .compression import Codec, compressions, get_codec
+from .encodings import Encoding, encoding_names, is_encoding, parse_encoding
+from .hashing import get_hash, hash_names, is_hash
+from .index import FileInfo, Index, ShardEntry, load_index, parse_index
+from .reader import MDSDataset, ReadColumn, ReadSchema, ShardReader, open_dataset, read_table
+from .schema import NULL_MASK, Field
+from .writer import LocalOutput, MDSWriter, ShardSink, TableWriter, write_table
+
+__all__ = [
+    "Codec",
+    "Encoding",
+    "Field",
+    "FileInfo",
+    "Index",
+    "LocalOutput",
+    "MDSDataset",
+    "MDSWriter",
+    "NULL_MASK",
+    "ReadColumn",
+    "ReadSchema",
+    "ShardEntry",
+    "ShardReader",
+    "ShardSink",
+    "TableWriter",
+    "compressions",
+    "encoding_names",
+    "get_codec",
+    "get_hash",
+    "hash_names",
+    "is_encoding",
+    "is_hash",
+    "load_index",
+    "open_dataset",
+    "parse_encoding",
+    "parse_index",
+    "read_table",
+    "write_table",
+]

@@ -1,0 +1,476 @@
+"""MDS column encodings: parsing of encoding strings and per-value encode/decode.
+
+Every encoding of mosaicml-streaming 0.13.0 is supported, with the reference's exact bytes and
+decoded values (numpy scalars, PIL images, ``Decimal``, read-only ``ndarray`` views, ...). Encoding
+strings are parsed in one place, :func:`parse_encoding`, into an :class:`Encoding`, which the
+writers, the readers and the schema mapping all use.
+
+Byte layouts (all integers little-endian):
+
+* ``bytes`` / ``str``: the raw bytes / UTF-8 text.
+* ``int``: int64. ``int8`` .. ``uint64``, ``float16`` .. ``float64``: the numpy scalar's bytes.
+* ``str_int`` / ``str_float`` / ``str_decimal``: ``str(value)`` as UTF-8.
+* ``json``: ``json.dumps(value)`` (ASCII escapes). ``pkl``: ``pickle.dumps(value)``.
+* ``pil``: ``u32 width, u32 height, u32 len(mode)``, the mode, ``Image.tobytes()``.
+* ``jpeg`` / ``png``: the image file bytes.
+* ``list[pil|jpeg|png]``: ``u32 0``, ``u32 n``, ``u32 size`` x n, the elements.
+* ``jpeg_array`` (alias ``jpegarray``): ``u32 n``, ``u32 size`` x n, the JPEG files.
+* ``ndarray[:dtype[:d0,d1,...]]``: ``[u8 dtype code]`` unless the dtype is static, then
+  ``[u8 ndim<<2 | shape code][shape]`` unless the shape is static, then the values in C order.
+
+Like the reference, encoding a ``bytes`` value stores it as is, whatever the encoding (values that
+are already encoded pass through); the size of fixed-size columns is still checked.
+
+Deliberate differences from the reference, all on the writing side and all stricter or more
+lenient only where the reference writes wrong data or fails with an unrelated error:
+``ndarray`` accepts empty arrays (the reference reads them but refuses to write them) and writes
+big-endian arrays as little-endian; ``str_int`` refuses ``bool`` (the reference writes ``"True"``,
+which it cannot read back); ``int``/``str_int`` also accept numpy integers, ``str_float`` numpy
+floats, ``bytes`` any bytes-like object, ``list[...]`` tuples, ``jpeg_array`` PIL images.
+Reading an empty ``jpeg_array`` returns ``[]`` (the reference raises).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ..errors import MDSEncodingError, MDSFormatError, MDSSchemaError, MDSUnsafeError
+
+__all__ = [
+    "Encoding",
+    "parse_encoding",
+    "is_encoding",
+    "encoding_names",
+    "SCALAR_DTYPES",
+    "NDARRAY_DTYPE_CODES",
+    "NDARRAY_CODE_DTYPES",
+    "SHAPE_CODE_DTYPES",
+    "shape_code",
+    "require_pillow",
+]
+
+if sys.byteorder != "little":  # pragma: no cover - MDS is little-endian in practice
+    raise ImportError("mds_loader supports little-endian machines only (MDS stores native byte order)")
+
+#: Fixed-size numeric encodings and their little-endian numpy dtypes.
+SCALAR_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(name).newbyteorder("<")
+    for name in ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16", "float32", "float64")
+}
+
+#: ``ndarray`` value dtype -> its one-byte code (the reference's table).
+NDARRAY_DTYPE_CODES: dict[str, int] = {
+    "uint8": 8, "int8": 9, "uint16": 16, "int16": 17, "float16": 18,
+    "uint32": 32, "int32": 33, "float32": 34, "uint64": 64, "int64": 65, "float64": 66,
+}  # fmt: skip
+#: One-byte code -> ``ndarray`` value dtype.
+NDARRAY_CODE_DTYPES: dict[int, np.dtype] = {code: SCALAR_DTYPES[name] for name, code in NDARRAY_DTYPE_CODES.items()}
+#: Shape code (low two bits of the ndim byte) -> dtype of the stored shape.
+SHAPE_CODE_DTYPES: dict[int, np.dtype] = {0: np.dtype("<u1"), 1: np.dtype("<u2"), 2: np.dtype("<u4"), 3: np.dtype("<u8")}
+
+_NAMES = frozenset(
+    {"bytes", "str", "int", "ndarray", "str_int", "str_float", "str_decimal", "pil", "jpeg", "png",
+     "jpeg_array", "jpegarray", "list[pil]", "list[jpeg]", "list[png]", "pkl", "json"}
+    | set(SCALAR_DTYPES)
+)  # fmt: skip
+
+_U32 = np.dtype("<u4")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def encoding_names() -> frozenset[str]:
+    """The 28 encoding names of the reference (``ndarray`` also takes ``:dtype[:shape]``)."""
+    return _NAMES
+
+
+def shape_code(largest_dim: int) -> int:
+    """The reference's shape code for a shape whose largest dimension is ``largest_dim``: the
+    smallest unsigned integer type (0: uint8, 1: uint16, 2: uint32, 3: uint64) that holds it."""
+    if largest_dim < 1 << 8:
+        return 0
+    if largest_dim < 1 << 16:
+        return 1
+    if largest_dim < 1 << 32:
+        return 2
+    return 3
+
+
+def require_pillow() -> Any:
+    """Imports and returns ``PIL.Image``, with an actionable error if Pillow is missing."""
+    try:
+        from PIL import Image
+    except ImportError as exc:  # pragma: no cover - pillow is installed in the test env
+        raise ImportError(
+            "Pillow is needed to encode or decode image columns (pil, jpeg, png, list[...], "
+            "jpeg_array); install it with `pip install mds-loader[images]`"
+        ) from exc
+    return Image
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A parsed MDS encoding string.
+
+    Attributes:
+        text: the encoding string as written in ``index.json`` (``"ndarray:int32:3,4"``).
+        name: the part before the first ``:`` (``"ndarray"``); aliases are kept (``"jpegarray"``).
+        kind: the canonical family: ``bytes``, ``str``, ``int``, ``scalar`` (``int8`` ..
+            ``float64``), ``str_int``, ``str_float``, ``str_decimal``, ``json``, ``pkl``,
+            ``ndarray``, ``pil``, ``jpeg``, ``png``, ``list`` or ``jpeg_array``.
+        dtype: little-endian numpy dtype of a ``scalar``/``int`` value or of ``ndarray`` elements
+            (None for a dynamic ``ndarray`` dtype and for the other kinds).
+        shape: static ``ndarray`` shape, or None.
+        size: fixed payload size in bytes, or None for variable-size encodings.
+        element: the element encoding of ``list[...]`` (``"pil"``, ``"jpeg"`` or ``"png"``).
+    """
+
+    text: str
+    name: str
+    kind: str
+    dtype: np.dtype | None = None
+    shape: tuple[int, ...] | None = None
+    size: int | None = None
+    element: str | None = field(default=None)
+
+    @property
+    def unsafe(self) -> bool:
+        """Whether decoding can run arbitrary code (``pkl``)."""
+        return self.kind == "pkl"
+
+    @property
+    def is_image(self) -> bool:
+        """Whether values are PIL images or lists of them."""
+        return self.kind in ("pil", "jpeg", "png", "list", "jpeg_array")
+
+    def __str__(self) -> str:
+        return self.text
+
+    # ------------------------------------------------------------------ encode
+
+    def encode(self, value: Any) -> bytes:
+        """Encodes one value to its payload bytes, exactly as the reference does.
+
+        Raises:
+            MDSSchemaError: the value does not fit the encoding (wrong type, out of range, wrong
+                dtype or shape, wrong fixed size).
+        """
+        if isinstance(value, bytes):
+            data = value  # the reference's pass-through of pre-encoded values
+        else:
+            try:
+                data = self._encode(value)
+            except MDSSchemaError:
+                raise
+            except (TypeError, ValueError, OverflowError, AttributeError, UnicodeError) as exc:
+                raise MDSSchemaError(f"cannot encode {_short(value)} as {self.text!r}: {exc}") from exc
+        if self.size is not None and len(data) != self.size:
+            raise MDSSchemaError(
+                f"{self.text!r} values are {self.size} bytes, got {len(data)} bytes "
+                f"({_short(value)}); was the value typed for this encoding?"
+            )
+        return data
+
+    def _encode(self, value: Any) -> bytes:
+        kind = self.kind
+        if value is None:
+            raise MDSSchemaError(f"None cannot be stored as {self.text!r}: MDS has no null; fill it or drop the sample")
+        if kind == "str":
+            if not isinstance(value, str):
+                raise MDSSchemaError(f"{self.text!r} needs a str, got {type(value).__name__}")
+            return value.encode("utf-8")
+        if kind == "scalar":
+            return self.dtype.type(value).tobytes()  # type: ignore[union-attr]
+        if kind == "int":
+            if not isinstance(value, (int, np.integer)):
+                raise MDSSchemaError(f"'int' needs a Python int, got {type(value).__name__}")
+            return np.int64(value).tobytes()
+        if kind == "ndarray":
+            return self._encode_ndarray(value)
+        if kind == "bytes":
+            if isinstance(value, (bytearray, memoryview)):
+                return bytes(value)
+            raise MDSSchemaError(f"'bytes' needs bytes, got {type(value).__name__}")
+        if kind == "str_int":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise MDSSchemaError(f"'str_int' needs an int, got {type(value).__name__}")
+            return str(int(value)).encode("ascii")
+        if kind == "str_float":
+            if not isinstance(value, (float, np.floating)):
+                raise MDSSchemaError(f"'str_float' needs a float, got {type(value).__name__}")
+            return repr(float(value)).encode("ascii")
+        if kind == "str_decimal":
+            if not isinstance(value, Decimal):
+                raise MDSSchemaError(f"'str_decimal' needs a decimal.Decimal, got {type(value).__name__}")
+            return str(value).encode("ascii")
+        if kind == "json":
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            text = json.dumps(value)
+            json.loads(text)  # the reference's check (e.g. of NaN handling)
+            return text.encode("utf-8")
+        if kind == "pkl":
+            return pickle.dumps(value)
+        if kind in ("pil", "jpeg", "png"):
+            return _encode_image(kind, value)
+        if kind == "list":
+            if not isinstance(value, (list, tuple)):
+                raise MDSSchemaError(f"{self.text!r} needs a list of images, got {type(value).__name__}")
+            element = parse_encoding(self.element)  # type: ignore[arg-type]
+            parts = [element.encode(item) for item in value]
+            head = np.array([0, len(parts), *map(len, parts)], _U32).tobytes()
+            return head + b"".join(parts)
+        if kind == "jpeg_array":
+            if not isinstance(value, (list, tuple)):
+                raise MDSSchemaError(f"{self.text!r} needs a list of JPEG bytes, got {type(value).__name__}")
+            parts = [bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else _encode_image("jpeg", item) for item in value]
+            head = np.array([len(parts), *map(len, parts)], _U32).tobytes()
+            return head + b"".join(parts)
+        raise AssertionError(kind)
+
+    def _encode_ndarray(self, value: Any) -> bytes:
+        if not isinstance(value, np.ndarray):
+            raise MDSSchemaError(
+                f"{self.text!r} needs a numpy array, got {type(value).__name__}; convert it with "
+                f"np.asarray(value, dtype=...)"
+            )
+        name = value.dtype.name
+        code = NDARRAY_DTYPE_CODES.get(name)
+        if code is None:
+            raise MDSSchemaError(f"unsupported ndarray dtype {name!r}; use one of {sorted(NDARRAY_DTYPE_CODES)}")
+        parts: list[bytes] = []
+        if self.dtype is None:
+            parts.append(bytes([code]))
+        elif name != self.dtype.name:
+            raise MDSSchemaError(f"{self.text!r} needs dtype {self.dtype.name}, got {name}")
+        if self.shape is None:
+            ndim = value.ndim
+            if ndim == 0:
+                raise MDSSchemaError(f"{self.text!r} cannot store a 0-d array; use a scalar encoding or a static shape")
+            if ndim > 63:
+                raise MDSSchemaError(f"ndarray has too many axes: maximum 63, got {ndim}")
+            code = shape_code(max(value.shape))
+            parts.append(bytes([(ndim << 2) | code]))
+            parts.append(np.array(value.shape, SHAPE_CODE_DTYPES[code]).tobytes())
+        elif value.shape != self.shape:
+            raise MDSSchemaError(f"{self.text!r} needs shape {self.shape}, got {value.shape}")
+        if value.dtype.byteorder == ">":
+            value = value.astype(value.dtype.newbyteorder("<"))
+        parts.append(value.tobytes())
+        return b"".join(parts)
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(self, data: bytes | bytearray | memoryview, *, allow_unsafe_types: bool = False) -> Any:
+        """Decodes one payload to the value the reference returns.
+
+        Raises:
+            MDSFormatError: the payload is malformed.
+            MDSUnsafeError: a ``pkl`` payload without ``allow_unsafe_types=True``.
+        """
+        if self.kind == "pkl" and not allow_unsafe_types:
+            raise MDSUnsafeError(
+                f"'pkl' values are unpickled only with allow_unsafe_types=True (unpickling runs "
+                f"arbitrary code: do it only for data you trust)"
+            )
+        if self.size is not None and len(data) != self.size:
+            raise MDSFormatError(f"{self.text!r} payload must be {self.size} bytes, got {len(data)}")
+        try:
+            return self._decode(data)
+        except (MDSFormatError, ImportError):
+            raise
+        except Exception as exc:  # any decoder failure means a malformed payload
+            raise MDSFormatError(f"malformed {self.text!r} payload ({len(data)} bytes): {exc}") from exc
+
+    def _decode(self, data: bytes | bytearray | memoryview) -> Any:
+        kind = self.kind
+        if kind == "scalar":
+            return np.frombuffer(data, self.dtype)[0]  # type: ignore[arg-type]
+        if kind == "str":
+            return bytes(data).decode("utf-8")
+        if kind == "bytes":
+            return bytes(data)
+        if kind == "int":
+            return int(np.frombuffer(data, "<i8")[0])
+        if kind == "ndarray":
+            return self._decode_ndarray(data)
+        if kind == "str_int":
+            return int(bytes(data).decode("utf-8"))
+        if kind == "str_float":
+            return float(bytes(data).decode("utf-8"))
+        if kind == "str_decimal":
+            try:
+                return Decimal(bytes(data).decode("utf-8"))
+            except InvalidOperation:
+                raise MDSFormatError(f"not a decimal: {bytes(data)[:40]!r}") from None
+        if kind == "json":
+            return json.loads(bytes(data).decode("utf-8"))
+        if kind == "pkl":
+            return pickle.loads(data)
+        if kind in ("pil", "jpeg", "png"):
+            return _decode_image(kind, data)
+        if kind == "list":
+            n = int(np.frombuffer(data, _U32, 1, 4)[0]) if len(data) >= 8 else _short_payload(8, data)
+            return [_decode_image(self.element, part) for part in _split_parts(data, 8, n)]  # type: ignore[arg-type]
+        if kind == "jpeg_array":
+            n = int(np.frombuffer(data, _U32, 1, 0)[0]) if len(data) >= 4 else _short_payload(4, data)
+            return [_decode_image("jpeg", part) for part in _split_parts(data, 4, n)]
+        raise AssertionError(kind)
+
+    def _decode_ndarray(self, data: bytes | bytearray | memoryview) -> np.ndarray:
+        data = bytes(data) if not isinstance(data, bytes) else data
+        pos = 0
+        dtype = self.dtype
+        if dtype is None:
+            if len(data) < 1:
+                raise MDSFormatError("empty ndarray payload")
+            dtype = NDARRAY_CODE_DTYPES.get(data[0])
+            if dtype is None:
+                raise MDSFormatError(f"unknown ndarray dtype code {data[0]}")
+            pos = 1
+        shape = self.shape
+        if shape is None:
+            if len(data) < pos + 1:
+                raise MDSFormatError("ndarray payload ends before its shape")
+            ndim, code = data[pos] >> 2, data[pos] & 3
+            shape_dtype = SHAPE_CODE_DTYPES[code]
+            end = pos + 1 + ndim * shape_dtype.itemsize
+            if len(data) < end:
+                raise MDSFormatError("ndarray payload ends inside its shape")
+            shape = tuple(int(d) for d in np.frombuffer(data, shape_dtype, ndim, pos + 1))
+            pos = end
+        expected = math.prod(shape) * dtype.itemsize
+        if len(data) - pos != expected:
+            raise MDSFormatError(f"ndarray of shape {shape} and dtype {dtype.name} needs {expected} value bytes, got {len(data) - pos}")
+        return np.frombuffer(data, dtype, offset=pos).reshape(shape)
+
+
+def _short_payload(need: int, data: bytes | bytearray | memoryview) -> int:
+    raise MDSFormatError(f"payload of {len(data)} bytes is shorter than its {need}-byte header")
+
+
+def _split_parts(data: bytes | bytearray | memoryview, pos: int, n: int) -> list[bytes]:
+    """Splits ``[u32 size x n][parts]`` starting at ``pos`` (list and jpeg_array layouts)."""
+    data = bytes(data)
+    if len(data) < pos + 4 * n:
+        raise MDSFormatError(f"payload of {len(data)} bytes is too short for {n} element sizes")
+    sizes = np.frombuffer(data, _U32, n, pos).astype(np.int64)
+    start = pos + 4 * n
+    if start + int(sizes.sum()) != len(data):
+        raise MDSFormatError(f"element sizes add up to {start + int(sizes.sum())} bytes, payload has {len(data)}")
+    ends = start + np.cumsum(sizes)
+    return [data[int(a) : int(b)] for a, b in zip(np.concatenate([[start], ends[:-1]]), ends)]
+
+
+def _encode_image(kind: str, value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    Image = require_pillow()
+    if not isinstance(value, Image.Image):
+        raise MDSSchemaError(f"{kind!r} needs a PIL image, got {type(value).__name__}")
+    if kind == "pil":
+        mode = value.mode.encode("utf-8")
+        width, height = value.size
+        return np.array([width, height, len(mode)], _U32).tobytes() + mode + value.tobytes()
+    if kind == "jpeg":
+        from PIL.JpegImagePlugin import JpegImageFile
+
+        filename = getattr(value, "filename", None)
+        if isinstance(value, JpegImageFile) and filename:
+            try:  # the reference stores an opened JPEG file's original bytes
+                with open(filename, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                pass
+    out = io.BytesIO()
+    value.save(out, format="JPEG" if kind == "jpeg" else "PNG")
+    return out.getvalue()
+
+
+def _decode_image(kind: str, data: bytes | bytearray | memoryview) -> Any:
+    Image = require_pillow()
+    if kind == "pil":
+        data = bytes(data)
+        if len(data) < 12:
+            raise MDSFormatError(f"'pil' payload of {len(data)} bytes is shorter than its 12-byte header")
+        width, height, mode_size = (int(x) for x in np.frombuffer(data, _U32, 3))
+        mode = data[12 : 12 + mode_size].decode("utf-8")
+        return Image.frombytes(mode, (width, height), data[12 + mode_size :])
+    return Image.open(io.BytesIO(bytes(data)))  # lazy, like the reference
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def image_magic_ok(kind: str, payload: bytes) -> bool:
+    """Whether ``payload`` starts like a ``kind`` (``"jpeg"`` or ``"png"``) file."""
+    return payload.startswith(_JPEG_MAGIC if kind == "jpeg" else _PNG_MAGIC)
+
+
+@lru_cache(maxsize=1024)
+def parse_encoding(text: str) -> Encoding:
+    """Parses an encoding string (``"int32"``, ``"ndarray:uint8:2,2,3"``, ``"list[jpeg]"``, ...).
+
+    Accepts exactly what the reference accepts: a name of :func:`encoding_names`, and for
+    ``ndarray`` an optional ``:dtype`` (one of the 11 ndarray dtypes) and ``:d0,d1,...`` (every
+    dimension at least 1). ``ndarray:`` means ``ndarray``.
+
+    Raises:
+        MDSEncodingError: unknown or malformed encoding string.
+    """
+    if not isinstance(text, str):
+        raise MDSEncodingError(f"an encoding must be a string, got {type(text).__name__} {text!r}")
+    name, sep, config = text.partition(":")
+    if name not in _NAMES:
+        raise MDSEncodingError(f"unknown encoding {text!r}; supported encodings are {sorted(_NAMES)}")
+    if sep and name != "ndarray":
+        raise MDSEncodingError(f"encoding {name!r} takes no ':' configuration, got {text!r}")
+    if name == "ndarray":
+        return _parse_ndarray(text, config)
+    if name in SCALAR_DTYPES:
+        dtype = SCALAR_DTYPES[name]
+        return Encoding(text, name, "scalar", dtype=dtype, size=dtype.itemsize)
+    if name == "int":
+        return Encoding(text, name, "int", dtype=np.dtype("<i8"), size=8)
+    if name.startswith("list["):
+        return Encoding(text, name, "list", element=name[5:-1])
+    if name in ("jpeg_array", "jpegarray"):
+        return Encoding(text, name, "jpeg_array")
+    return Encoding(text, name, name)
+
+
+def _parse_ndarray(text: str, config: str) -> Encoding:
+    if not config:
+        return Encoding(text, "ndarray", "ndarray")
+    dtype_name, sep, shape_text = config.partition(":")
+    if dtype_name not in NDARRAY_DTYPE_CODES:
+        raise MDSEncodingError(f"invalid ndarray dtype in {text!r}; use one of {sorted(NDARRAY_DTYPE_CODES)}")
+    dtype = SCALAR_DTYPES[dtype_name]
+    if not sep:
+        return Encoding(text, "ndarray", "ndarray", dtype=dtype)
+    dims = shape_text.split(",")
+    if not all(d.isdigit() and d.isascii() for d in dims) or any(int(d) < 1 for d in dims):
+        raise MDSEncodingError(f"invalid ndarray shape in {text!r}; write it as positive dimensions 'd0,d1,...'")
+    shape = tuple(int(d) for d in dims)
+    return Encoding(text, "ndarray", "ndarray", dtype=dtype, shape=shape, size=math.prod(shape) * dtype.itemsize)
+
+
+def is_encoding(text: str) -> bool:
+    """Whether ``text`` is a valid encoding string."""
+    try:
+        parse_encoding(text)
+    except MDSEncodingError:
+        return False
+    return True

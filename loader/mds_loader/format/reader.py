@@ -1,0 +1,748 @@
+"""Reading MDS shards and datasets: per sample (reference-identical values) and per batch
+(vectorized, into Arrow).
+
+* :class:`ShardReader` reads one raw (decompressed) shard file through a memory map.
+  ``get_sample(i)`` returns what ``streaming.StreamingDataset`` returns for that sample;
+  ``read_batch(indices)`` decodes any set of samples, in any order, column by column into a
+  ``pyarrow.RecordBatch``: the size headers of all requested samples are gathered at once, column
+  positions come from a cumulative sum, fixed-size columns are gathered with numpy fancy indexing,
+  and variable-size columns are cut out of the memory-mapped file by one Arrow ``take`` over a
+  ``large_binary`` view of the file whose elements are the samples' columns.
+* :class:`MDSDataset` reads ``index.json``, finds (and if needed decompresses) the shard files,
+  verifies hashes when asked, and applies the logical schema and the null mask
+  (docs/format.md §3-§4). :func:`read_table` reads a whole dataset into a ``pyarrow.Table``.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import MDSConfigError, MDSError, MDSFormatError, MDSIndexError, MDSSchemaError, MDSUnsafeError
+from .columnar import (
+    NdarrayHeads,
+    binary_data,
+    build_ndarray,
+    decode_fixed,
+    decode_var,
+    ndarray_values,
+    parse_ndarray_heads,
+    to_logical,
+)
+from .encodings import Encoding, parse_encoding
+from .hashing import is_hash, verify_hash
+from .index import Index, ShardEntry, load_index
+from .schema import (
+    NULL_MASK,
+    Field,
+    LogicalType,
+    NdarrayInfo,
+    arrow_from_logical,
+    default_encoding,
+    natural_arrow,
+    ndarray_leaf,
+    read_arrow_type,
+)
+from .shard import parse_shard_header
+
+__all__ = ["ReadColumn", "ReadSchema", "ShardReader", "MDSDataset", "open_dataset", "read_table"]
+
+_I64 = np.int64
+_GATHER_FIXED_MAX = 64  # fixed-size columns up to this size are gathered with numpy, larger with take
+
+
+@dataclass(frozen=True)
+class ReadColumn:
+    """How one MDS column is read into Arrow.
+
+    Attributes:
+        name: column name.
+        encoding: its encoding.
+        arrow_type: the Arrow type it is read as (§4 natural type rule).
+        natural_type: the encoding's natural Arrow type (what the decoders produce).
+        logical: its logical type from ``spark_mds``, or None.
+        nullable: whether the Arrow field is nullable.
+        null_bit: its bit in the ``__nulls__`` mask, or None.
+    """
+
+    name: str
+    encoding: Encoding
+    arrow_type: pa.DataType
+    natural_type: pa.DataType
+    logical: LogicalType | None = None
+    nullable: bool = True
+    null_bit: int | None = None
+
+
+@dataclass(frozen=True)
+class ReadSchema:
+    """The columns of a dataset as Arrow reads them, in logical order, and the null mask."""
+
+    columns: list[ReadColumn]
+    null_mask: str | None = None
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema of the table that :func:`read_table` returns."""
+        return pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in self.columns])
+
+    def select(self, columns: Sequence[str] | None) -> list[ReadColumn]:
+        """The requested columns, in the requested order (all when None).
+
+        Raises:
+            KeyError: an unknown column name.
+        """
+        if columns is None:
+            return list(self.columns)
+        by_name = {c.name: c for c in self.columns}
+        missing = [c for c in columns if c not in by_name]
+        if missing:
+            raise KeyError(f"unknown columns {missing}; the dataset has {list(by_name)}")
+        return [by_name[c] for c in columns]
+
+    @classmethod
+    def build(
+        cls,
+        names: Sequence[str],
+        encodings: Sequence[Encoding],
+        fields: Sequence[Field] | None = None,
+        null_mask: str | None = None,
+        ndarray_infos: dict[str, NdarrayInfo] | None = None,
+        source: str = "index.json",
+    ) -> ReadSchema:
+        """Builds the read schema from the MDS columns and, if the index has one, the logical
+        schema (``fields``) and null-mask column."""
+        encs = dict(zip(names, encodings))
+        infos = ndarray_infos or {}
+        if fields is None:
+            cols = [ReadColumn(n, e, natural_arrow(e, infos.get(n)), natural_arrow(e, infos.get(n))) for n, e in encs.items()]
+            return cls(cols, None)
+        if null_mask is not None and null_mask not in encs:
+            raise MDSIndexError(f"{source}: spark_mds names the null mask {null_mask!r}, but the shards have no such column")
+        expected = {f.name for f in fields} | ({null_mask} if null_mask else set())
+        if expected != set(encs):
+            raise MDSIndexError(
+                f"{source}: spark_mds.schema fields {sorted(f.name for f in fields)} do not match the shard columns "
+                f"{sorted(encs)}"
+            )
+        cols = []
+        for bit, f in enumerate(fields):
+            enc = encs[f.name]
+            info = infos.get(f.name) or _logical_ndarray_info(f.type, enc)
+            natural = natural_arrow(enc, info)
+            target = read_arrow_type(f.type, enc, info)
+            cols.append(ReadColumn(f.name, enc, target, natural, f.type, f.nullable, bit if null_mask else None))
+        return cls(cols, null_mask)
+
+
+def _logical_ndarray_info(t: LogicalType, enc: Encoding) -> NdarrayInfo | None:
+    """The dtype and depth of a dynamic ``ndarray`` column from its logical type."""
+    if enc.kind != "ndarray" or enc.shape is not None:
+        return None
+    leaf = ndarray_leaf(t)
+    if leaf is None:
+        return None
+    element, depth = leaf
+    dtype = enc.dtype.name if enc.dtype is not None else parse_encoding(default_encoding(element)).dtype.name  # type: ignore[union-attr]
+    return NdarrayInfo(dtype, len(enc.shape) if enc.shape is not None else depth)
+
+
+class ShardReader:
+    """Reads a raw (decompressed) MDS shard file through a memory map.
+
+    Args:
+        path: the raw shard file.
+        entry: its entry from index.json; when None, the columns are read from the config JSON
+            embedded in the shard.
+        schema: how to read the columns into Arrow (from :class:`MDSDataset`); by default the
+            encodings' natural types, with dynamic ndarray types from this shard's first sample.
+        allow_unsafe_types: whether :meth:`get_sample` may unpickle ``pkl`` columns.
+
+    Raises:
+        MDSFormatError: the file is not a valid shard (truncated, inconsistent header), naming it.
+
+    The reader is safe to use from several threads.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        entry: ShardEntry | None = None,
+        *,
+        schema: ReadSchema | None = None,
+        allow_unsafe_types: bool = False,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.allow_unsafe_types = allow_unsafe_types
+        size = os.path.getsize(self.path)
+        if size < 8:
+            raise MDSFormatError(f"{self.path}: {size} bytes is too short for a shard; the file is truncated")
+        with open(self.path, "rb") as f:
+            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._buf = np.frombuffer(self._mmap, np.uint8)
+        self._offsets = parse_shard_header(self._buf, self.path, entry.samples if entry else None)
+        if entry is None:
+            names, encodings, sizes = self._embedded_columns()
+        else:
+            names, encodings, sizes = entry.column_names, entry.encodings, entry.column_sizes
+        self.column_names: list[str] = list(names)
+        self.encodings: list[Encoding] = list(encodings)
+        self._sizes: list[int | None] = list(sizes)
+        self._var = [s is None for s in self._sizes]
+        self._num_var = sum(self._var)
+        self._col = {n: j for j, n in enumerate(self.column_names)}
+        self._schema = schema
+        self._schema_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples in the shard."""
+        return len(self._offsets) - 1
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    @property
+    def schema(self) -> ReadSchema:
+        """How :meth:`read_batch` reads the columns."""
+        if self._schema is None:
+            with self._schema_lock:
+                if self._schema is None:
+                    infos = first_sample_ndarray_infos(self) if self.num_samples else {}
+                    self._schema = ReadSchema.build(self.column_names, self.encodings, ndarray_infos=infos)
+        return self._schema
+
+    def close(self) -> None:
+        """Unmaps the file. The reader must not be used afterwards."""
+        self._buf = np.zeros(0, np.uint8)
+        try:
+            self._mmap.close()
+        except BufferError:  # a buffer is still exported; the map is released with it
+            pass
+
+    def __enter__(self) -> ShardReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ShardReader({self.path!r}, samples={self.num_samples}, columns={self.column_names})"
+
+    def _embedded_columns(self) -> tuple[list[str], list[Encoding], list[int | None]]:
+        start = 4 + 4 * len(self._offsets)
+        try:
+            config = json.loads(bytes(self._buf[start : int(self._offsets[0])]))
+            names, texts, sizes = config["column_names"], config["column_encodings"], config["column_sizes"]
+            encodings = [parse_encoding(t) for t in texts]
+            if not len(names) == len(encodings) == len(sizes) or any(s != e.size for s, e in zip(sizes, encodings)):
+                raise ValueError("column lists disagree")
+        except (ValueError, KeyError, TypeError, MDSError) as exc:
+            raise MDSFormatError(f"{self.path}: the shard's embedded config is malformed ({exc}); open it with its index entry") from None
+        return list(names), encodings, list(sizes)
+
+    def _check_index(self, i: int) -> int:
+        n = self.num_samples
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"sample index must be an integer, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} is out of range for {self.path} ({n} samples)")
+        return int(i) % n if n else int(i)
+
+    def sample_bytes(self, i: int) -> bytes:
+        """The raw bytes of sample ``i`` (size header and column payloads)."""
+        i = self._check_index(i)
+        return bytes(self._buf[self._offsets[i] : self._offsets[i + 1]])
+
+    # ------------------------------------------------------------------ per sample
+
+    def get_sample(self, i: int, columns: Sequence[str] | None = None) -> dict[str, Any]:
+        """Decodes sample ``i`` exactly as the reference does: numpy scalars, ``str``, ``bytes``,
+        PIL images, ``Decimal``, read-only ``ndarray``..., keyed by column name in column order
+        (the ``__nulls__`` column, if any, is returned as is).
+
+        Args:
+            i: sample index within the shard (negative counts from the end).
+            columns: only decode these columns (default: all).
+
+        Raises:
+            IndexError: ``i`` out of range.
+            KeyError: an unknown column.
+            MDSFormatError: the sample is malformed (naming the file, sample and column).
+            MDSUnsafeError: a ``pkl`` column without ``allow_unsafe_types=True``.
+        """
+        i = self._check_index(i)
+        data = self.sample_bytes(i)
+        wanted = None
+        if columns is not None:
+            unknown = [c for c in columns if c not in self._col]
+            if unknown:
+                raise KeyError(f"unknown columns {unknown}; {self.path} has {self.column_names}")
+            wanted = set(columns)
+        sizes = []
+        pos = 0
+        for size in self._sizes:
+            if size is None:
+                if pos + 4 > len(data):
+                    raise MDSFormatError(f"{self.path}: sample {i} ends inside its size header")
+                size = int.from_bytes(data[pos : pos + 4], "little")
+                pos += 4
+            sizes.append(size)
+        if pos + sum(sizes) != len(data):
+            raise MDSFormatError(
+                f"{self.path}: sample {i} has {len(data)} bytes, but its column sizes add up to {pos + sum(sizes)}; "
+                f"the shard is corrupt"
+            )
+        sample = {}
+        for name, enc, size in zip(self.column_names, self.encodings, sizes):
+            if wanted is None or name in wanted:
+                try:
+                    sample[name] = enc.decode(data[pos : pos + size], allow_unsafe_types=self.allow_unsafe_types)
+                except (MDSFormatError, MDSUnsafeError) as exc:
+                    raise type(exc)(f"{self.path}: sample {i}, column {name!r}: {exc}") from None
+            pos += size
+        return sample
+
+    # ------------------------------------------------------------------ per batch
+
+    def read_batch(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.RecordBatch:
+        """Decodes samples ``indices`` (any order, repeats allowed) into a record batch whose rows
+        follow ``indices``. Only ``columns`` (default: all) are decoded.
+
+        Column types follow the reader's :attr:`schema` (with a dataset's schema: logical types
+        and real nulls).
+
+        Raises:
+            IndexError: an index out of range.
+            KeyError: an unknown column.
+            MDSFormatError: a requested sample is malformed (naming the file and sample).
+            MDSSchemaError: values that the column's Arrow type cannot hold (e.g. ndarray rows of
+                another depth than the first sample's).
+        """
+        schema = self.schema
+        selected = schema.select(columns)
+        idx = np.asarray(indices, dtype=_I64).reshape(-1)
+        n = self.num_samples
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            bad = idx[(idx < 0) | (idx >= n)][0]
+            raise IndexError(f"sample {int(bad)} is out of range for {self.path} ({n} samples)")
+        arrow_schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in selected])
+        if len(idx) == 0:
+            return pa.RecordBatch.from_arrays([pa.array([], c.arrow_type) for c in selected], schema=arrow_schema)
+        batch = _Gather(self, idx)
+        mask = None
+        if schema.null_mask is not None and any(c.null_bit is not None for c in selected):
+            mask = batch.fixed(self._col[schema.null_mask])
+        arrays = []
+        for c in selected:
+            arr = batch.column(c)
+            if mask is not None and c.null_bit is not None:
+                nulls = (mask[:, c.null_bit // 8] >> (c.null_bit % 8)) & 1
+                if nulls.any():
+                    arr = pc.if_else(pa.array(nulls.astype(bool)), pa.scalar(None, arr.type), arr)
+            arrays.append(arr)
+        return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)
+
+
+class _Gather:
+    """The positions of the columns of some samples of a shard, computed once per batch."""
+
+    def __init__(self, reader: ShardReader, idx: np.ndarray) -> None:
+        self.reader = reader
+        self.idx = idx
+        buf, offsets = reader._buf, reader._offsets
+        if len(idx) > 1 and np.all(idx[1:] > idx[:-1]):
+            uniq, inverse = idx, None
+        else:
+            uniq, inverse = np.unique(idx, return_inverse=True)
+        self.uniq, self.inverse = uniq, inverse
+        starts, ends = offsets[uniq], offsets[uniq + 1]
+        lengths = ends - starts
+        v = reader._num_var
+        head = 4 * v
+        if np.any(lengths < head):
+            self._corrupt(int(np.argmax(lengths < head)), "ends inside its size header")
+        ncol = len(reader._sizes)
+        sizes = np.empty((len(uniq), ncol), _I64)
+        if v:
+            words = buf[starts[:, None] + np.arange(head)[None, :]].view("<u4").reshape(len(uniq), v)
+            sizes[:, np.array(reader._var)] = words
+        for j, s in enumerate(reader._sizes):
+            if s is not None:
+                sizes[:, j] = s
+        total = head + sizes.sum(axis=1)
+        if np.any(total != lengths):
+            bad = int(np.argmax(total != lengths))
+            self._corrupt(bad, f"has {int(lengths[bad])} bytes, but its column sizes add up to {int(total[bad])}")
+        self.starts, self.ends, self.sizes = starts, ends, sizes
+        self.col_starts = starts[:, None] + head + np.cumsum(sizes, axis=1) - sizes
+        self._segments: pa.Array | None = None
+
+    def _corrupt(self, row: int, what: str) -> None:
+        raise MDSFormatError(f"{self.reader.path}: sample {int(self.uniq[row])} {what}; the shard is corrupt")
+
+    def _row_name(self, row: int) -> str:
+        return f"{self.reader.path}: sample {int(self.uniq[row])}"
+
+    def _request_name(self, i: int) -> str:
+        return f"{self.reader.path}: sample {int(self.idx[i])}"
+
+    def _order(self, values: np.ndarray) -> np.ndarray:
+        """Rows of per-unique-sample ``values`` in the requested order."""
+        return values if self.inverse is None else values[self.inverse]
+
+    def fixed(self, j: int) -> np.ndarray:
+        """Column ``j`` (fixed size) of the requested rows, as an (n, size) uint8 array."""
+        size = self.reader._sizes[j]
+        starts = self._order(self.col_starts[:, j])
+        if size <= _GATHER_FIXED_MAX:  # type: ignore[operator]
+            return self.reader._buf[starts[:, None] + np.arange(size)[None, :]]
+        return binary_data(self._take(starts, np.full(len(starts), size, _I64))).reshape(len(starts), size)
+
+    def _take(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
+        """Copies byte ranges of the file into a compact ``large_binary`` array (row i = range
+        i) with one Arrow ``take`` over a ``large_binary`` view of the file whose elements are
+        the sorted distinct ranges and the gaps between them."""
+        order = np.lexsort((lengths, starts))
+        s, e = starts[order], starts[order] + lengths[order]
+        distinct = np.ones(len(s), bool)  # repeated rows share one element
+        distinct[1:] = (s[1:] != s[:-1]) | (e[1:] != e[:-1])
+        us, ue = s[distinct], e[distinct]
+        if np.any(us[1:] < ue[:-1]):
+            raise MDSFormatError(f"{self.reader.path}: sample columns overlap; the shard is corrupt")
+        bounds = np.empty(2 * len(us), _I64)
+        bounds[0::2], bounds[1::2] = us, ue  # element 2k is range k, element 2k+1 the gap after it
+        view = pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, pa.py_buffer(bounds), pa.py_buffer(self.reader._buf)])
+        element = np.empty(len(starts), _I64)
+        element[order] = 2 * (np.cumsum(distinct) - 1)
+        return view.take(pa.array(element))
+
+    def column(self, c: ReadColumn) -> pa.Array:
+        """Decodes one column of the requested rows into its read Arrow type."""
+        reader = self.reader
+        j = reader._col[c.name]
+        enc = c.encoding
+        if reader._sizes[j] is not None:
+            arr = decode_fixed(self.fixed(j), enc, c.natural_type)
+        elif enc.kind == "ndarray":
+            arr = self._ndarray(j, c)
+        else:
+            starts, sizes = self._order(self.col_starts[:, j]), self._order(self.sizes[:, j])
+            arr = decode_var(self._take(starts, sizes), enc, c.natural_type, c.name, self._request_name)
+        if c.arrow_type != arr.type:
+            arr = to_logical(arr, enc, c.logical, c.arrow_type, c.name)  # type: ignore[arg-type]
+        return arr
+
+    def _ndarray(self, j: int, c: ReadColumn) -> pa.Array:
+        t = c.natural_type
+        ndim = 0
+        while pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+            ndim += 1
+            t = t.value_type
+        dtype = np.dtype(t.to_pandas_dtype())
+        heads = parse_ndarray_heads(
+            self.reader._buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self._row_name
+        )  # on the distinct samples, then reordered
+        if self.inverse is not None:
+            heads = NdarrayHeads(
+                heads.prefix[self.inverse], None if heads.codes is None else heads.codes[self.inverse], heads.shapes[self.inverse]
+            )
+        starts = self._order(self.col_starts[:, j]) + heads.prefix
+        lengths = self._order(self.sizes[:, j]) - heads.prefix
+        values = ndarray_values(self._take(starts, lengths), heads, dtype, c.name, self._request_name)
+        return build_ndarray(values, heads.shapes, c.natural_type, c.name)
+
+
+def first_sample_ndarray_infos(reader: ShardReader) -> dict[str, NdarrayInfo]:
+    """Dtype and depth of each dynamic ``ndarray`` column in the shard's first sample (§4)."""
+    infos = {}
+    dynamic = [n for n, e in zip(reader.column_names, reader.encodings) if e.kind == "ndarray" and e.shape is None]
+    if not dynamic:
+        return infos
+    sample = reader.get_sample(0, dynamic)
+    for name, value in sample.items():
+        infos[name] = NdarrayInfo(value.dtype.name, value.ndim)
+    return infos
+
+
+class MDSDataset:
+    """An MDS dataset directory: its index, shard files and schema.
+
+    Args:
+        path: the dataset directory (holding ``index.json``).
+        validate_hash: a hash algorithm (e.g. ``"xxh64"``) to verify each shard file with when it
+            is first opened: the compressed file before decompression, or the raw file of an
+            uncompressed shard. Like the reference, files already decompressed earlier are not
+            re-hashed.
+        allow_unsafe_types: whether ``pkl`` columns may be unpickled by :meth:`get_sample`.
+        keep_zip: keep compressed files after decompressing them (the reference's default for
+            local datasets). The raw file is written next to the compressed one, atomically.
+        max_open_shards: how many shard files to keep memory-mapped at once.
+
+    Raises:
+        FileNotFoundError: no ``index.json``.
+        MDSIndexError: malformed index.
+        MDSConfigError: unknown ``validate_hash`` algorithm.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        validate_hash: str | None = None,
+        allow_unsafe_types: bool = False,
+        keep_zip: bool = True,
+        max_open_shards: int = 64,
+    ) -> None:
+        self.path = os.fspath(path)
+        if validate_hash is not None and not is_hash(validate_hash):
+            raise MDSConfigError(f"unknown hash algorithm {validate_hash!r} for validate_hash")
+        self.index: Index = load_index(self.path)
+        self.validate_hash = validate_hash
+        self.allow_unsafe_types = allow_unsafe_types
+        self.keep_zip = keep_zip
+        self.max_open_shards = max(1, max_open_shards)
+        sizes = np.array([s.samples for s in self.index.shards], _I64)
+        self.shard_offsets = np.zeros(len(sizes) + 1, _I64)
+        np.cumsum(sizes, out=self.shard_offsets[1:])
+        self._readers: OrderedDict[int, ShardReader] = OrderedDict()
+        self._verified: set[int] = set()
+        self._lock = threading.RLock()
+        self._schema: ReadSchema | None = None
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def shards(self) -> list[ShardEntry]:
+        """The shard entries of the index."""
+        return self.index.shards
+
+    @property
+    def num_samples(self) -> int:
+        """Total number of samples."""
+        return int(self.shard_offsets[-1])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return f"MDSDataset({self.path!r}, samples={self.num_samples}, shards={len(self.shards)})"
+
+    def close(self) -> None:
+        """Unmaps every open shard."""
+        with self._lock:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
+
+    def __enter__(self) -> MDSDataset:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """``(shard, index within shard)`` of global sample ``i``."""
+        n = self.num_samples
+        if not -n <= i < n:
+            raise IndexError(f"sample {i} is out of range for {self.path} ({n} samples)")
+        i %= n
+        shard = int(np.searchsorted(self.shard_offsets, i, side="right")) - 1
+        return shard, i - int(self.shard_offsets[shard])
+
+    # ------------------------------------------------------------------ files
+
+    def shard_file(self, k: int) -> str:
+        """The raw file of shard ``k``, decompressing it first if only the compressed file
+        exists (written atomically next to it), and verifying hashes if asked.
+
+        Raises:
+            FileNotFoundError: neither the raw nor the compressed file exists.
+            MDSFormatError: a file has the wrong size or does not decompress.
+            MDSChecksumError: a hash mismatch.
+        """
+        entry = self.shards[k]
+        raw = entry.raw_data
+        raw_path = os.path.join(self.path, *raw.basename.split("/"))
+        if os.path.isfile(raw_path) and os.path.getsize(raw_path) == raw.bytes:
+            if self.validate_hash and entry.zip_data is None and k not in self._verified:
+                with open(raw_path, "rb") as f:
+                    verify_hash(self.validate_hash, f.read(), raw.hashes, raw_path)
+                self._verified.add(k)
+            return raw_path
+        zip_info = entry.zip_data
+        if zip_info is None:
+            if os.path.exists(raw_path):
+                raise MDSFormatError(
+                    f"{raw_path}: shard {k} has {os.path.getsize(raw_path)} bytes, index.json says {raw.bytes}; the file "
+                    f"is truncated or was replaced"
+                )
+            raise FileNotFoundError(f"{raw_path}: shard {k}'s file is missing")
+        zip_path = os.path.join(self.path, *zip_info.basename.split("/"))
+        if not os.path.isfile(zip_path):
+            raise FileNotFoundError(f"{zip_path}: shard {k}'s file is missing (and so is its raw form {raw_path})")
+        with open(zip_path, "rb") as f:
+            data = f.read()
+        if len(data) != zip_info.bytes:
+            raise MDSFormatError(f"{zip_path}: shard {k} has {len(data)} bytes, index.json says {zip_info.bytes}; the file is truncated or was replaced")
+        if self.validate_hash:
+            verify_hash(self.validate_hash, data, zip_info.hashes, zip_path)
+        out = entry.codec.decompress(data, source=zip_path)  # type: ignore[union-attr]
+        if len(out) != raw.bytes:
+            raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says {raw.bytes}; the file is corrupt")
+        _write_atomic(raw_path, out)
+        if not self.keep_zip:
+            os.remove(zip_path)
+        return raw_path
+
+    def shard(self, k: int) -> ShardReader:
+        """The (cached) reader of shard ``k``."""
+        with self._lock:
+            reader = self._readers.get(k)
+            if reader is not None:
+                self._readers.move_to_end(k)
+                return reader
+        path = self.shard_file(k)
+        reader = ShardReader(path, self.shards[k], schema=self.read_schema, allow_unsafe_types=self.allow_unsafe_types)
+        with self._lock:
+            self._readers[k] = reader
+            while len(self._readers) > self.max_open_shards:
+                _, old = self._readers.popitem(last=False)
+                old.close()
+        return reader
+
+    # ------------------------------------------------------------------ schema
+
+    @property
+    def read_schema(self) -> ReadSchema:
+        """How the columns are read into Arrow (logical schema, natural types, null mask)."""
+        if self._schema is None:
+            with self._lock:
+                if self._schema is None:
+                    self._schema = self._build_schema()
+        return self._schema
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of :meth:`to_table`."""
+        return self.read_schema.arrow_schema
+
+    @property
+    def logical_fields(self) -> list[Field] | None:
+        """The logical schema from ``spark_mds``, or None."""
+        return self.index.fields
+
+    def _build_schema(self) -> ReadSchema:
+        index, shards = self.index, self.shards
+        if not shards:
+            fields = index.fields or []
+            cols = [ReadColumn(f.name, parse_encoding(default_encoding(f.type)), arrow_from_logical(f.type),
+                               arrow_from_logical(f.type), f.type, f.nullable) for f in fields]  # fmt: skip
+            return ReadSchema(cols, None)
+        first = shards[0]
+        for k, s in enumerate(shards[1:], 1):
+            if s.column_names != first.column_names or s.column_encodings != first.column_encodings:
+                raise MDSSchemaError(
+                    f"{index.source}: shard {k} has columns {dict(zip(s.column_names, s.column_encodings))}, shard 0 has "
+                    f"{dict(zip(first.column_names, first.column_encodings))}; a table needs the same columns in every "
+                    f"shard (read such datasets per sample)"
+                )
+        infos: dict[str, NdarrayInfo] = {}
+        if index.fields is None:
+            nonempty = next((k for k, s in enumerate(shards) if s.samples), None)
+            if nonempty is not None:
+                reader = ShardReader(self.shard_file(nonempty), shards[nonempty], allow_unsafe_types=False)
+                try:
+                    infos = first_sample_ndarray_infos(reader)
+                finally:
+                    reader.close()
+        return ReadSchema.build(first.column_names, first.encodings, index.fields, index.null_mask, infos, index.source)
+
+    # ------------------------------------------------------------------ reading
+
+    def get_sample(self, i: int, columns: Sequence[str] | None = None) -> dict[str, Any]:
+        """Sample ``i`` decoded exactly as ``streaming.StreamingDataset(...)[i]`` returns it."""
+        k, j = self.locate(i)
+        return self.shard(k).get_sample(j, columns)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.get_sample(i)
+
+    def iter_batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """One record batch per non-empty shard, in index order."""
+        for k, entry in enumerate(self.shards):
+            if entry.samples:
+                yield self.shard(k).read_batch(np.arange(entry.samples), columns)
+
+    def to_table(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole dataset (or some columns) as a table: logical types, real nulls."""
+        selected = self.read_schema.select(columns)
+        schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in selected])
+        return pa.Table.from_batches(list(self.iter_batches(columns)), schema=schema)
+
+    def verify(self, algorithm: str | None = None) -> None:
+        """Checks every file of the index against its hash (``algorithm``, default the first one
+        each file has), and that every raw shard parses. Decompresses shards as needed."""
+        for k, entry in enumerate(self.shards):
+            for info in (entry.zip_data, entry.raw_data):
+                if info is None:
+                    continue
+                path = os.path.join(self.path, *info.basename.split("/"))
+                if info is entry.raw_data:
+                    path = self.shard_file(k)
+                algo = algorithm or (sorted(info.hashes)[0] if info.hashes else None)
+                if algo is not None and os.path.exists(path):
+                    with open(path, "rb") as f:
+                        verify_hash(algo, f.read(), info.hashes, path)
+            self.shard(k)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def open_dataset(path: str | os.PathLike, **kwargs: Any) -> MDSDataset:
+    """Opens an MDS dataset directory (see :class:`MDSDataset` for the arguments)."""
+    return MDSDataset(path, **kwargs)
+
+
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, *, validate_hash: str | None = None) -> pa.Table:
+    """Reads an MDS dataset into a ``pyarrow.Table``.
+
+    With a ``spark_mds`` logical schema, columns have their logical types and nulls; without one,
+    each column has its encoding's natural type (docs/format.md §4). Compressed shards are
+    decompressed next to their compressed files.
+
+    Args:
+        path: the dataset directory.
+        columns: read only these columns, in this order.
+        validate_hash: verify shard files with this hash algorithm.
+    """
+    with MDSDataset(path, validate_hash=validate_hash) as ds:
+        return ds.to_table(columns)

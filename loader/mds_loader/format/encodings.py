@@ -183,13 +183,16 @@ class Encoding:
 
     def _encode(self, value: Any) -> bytes:
         kind = self.kind
-        if value is None:
+        if value is None and kind not in ("json", "pkl"):
             raise MDSSchemaError(f"None cannot be stored as {self.text!r}: MDS has no null; fill it or drop the sample")
         if kind == "str":
             if not isinstance(value, str):
                 raise MDSSchemaError(f"{self.text!r} needs a str, got {type(value).__name__}")
             return value.encode("utf-8")
         if kind == "scalar":
+            if self.dtype.kind == "f":  # type: ignore[union-attr]
+                with np.errstate(over="ignore"):  # narrowing overflows to inf, as IEEE says
+                    return self.dtype.type(value).tobytes()  # type: ignore[union-attr]
             return self.dtype.type(value).tobytes()  # type: ignore[union-attr]
         if kind == "int":
             if not isinstance(value, (int, np.integer)):

@@ -315,7 +315,10 @@ class MDSWriter:
         max_workers: int | None = None,
         retry: int = 2,
         exist_ok: bool = False,
+        **kwargs: Any,
     ) -> None:
+        if kwargs:  # the reference raises ValueError for unknown arguments
+            raise MDSConfigError(f"Invalid Writer argument(s): {sorted(kwargs)}")
         compression = compression or None
         get_codec(compression)
         hash_names = check_hashes(hashes)

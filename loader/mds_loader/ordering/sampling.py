@@ -18,6 +18,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from numpy.typing import NDArray
 
+from .shuffle import _concat_ranges
+
 __all__ = [
     "SAMPLING_METHODS",
     "StreamSpec",
@@ -67,22 +69,30 @@ def get_sampling(samples_per_shard: Union[Sequence[int], NDArray[np.integer]], c
         return sizes * (choose // total)
 
     picks_per_shard = (sizes + granularity - 1) // granularity
-    num_picks = int(picks_per_shard.sum())
-    pick_shard = np.repeat(np.arange(sizes.size), picks_per_shard)
-    pick_size = np.full(num_picks, granularity, np.int64)
-    # Each shard's last pick holds its remainder. Kept as the same fancy assignment as the
-    # reference so that zero-sample shards (which overwrite a neighbour's last pick) match too.
-    pick_size[np.cumsum(picks_per_shard) - 1] = sizes - (picks_per_shard - 1) * granularity
-
+    pick_ends = np.cumsum(picks_per_shard)
+    num_picks = int(pick_ends[-1])
     order = np.random.default_rng(seed + epoch if use_epoch else seed).permutation(num_picks)
+
+    # Every pick holds >= 1 sample, so at most the first `remainder` picks in `order` are used.
     remainder = choose % total
-    ordered = pick_size[order]
-    before = np.cumsum(ordered) - ordered  # samples taken before each pick
-    taken = np.minimum(ordered, np.maximum(remainder - before, 0))
-    used = taken > 0
+    used = order[:remainder]
+    shard_index = np.int32 if sizes.size < 2**31 else np.int64
+    shard_of = np.repeat(np.arange(sizes.size, dtype=shard_index), picks_per_shard)[used]
     out = sizes * (choose // total)
-    out += np.bincount(pick_shard[order[used]], weights=taken[used],
-                       minlength=sizes.size).astype(np.int64)
+    if granularity == 1:
+        # Every pick holds exactly one sample (the last-pick overwrites below also write 1).
+        out += np.bincount(shard_of, minlength=sizes.size)
+        return out
+    # A pick holds `granularity` samples, except that the reference writes each shard's
+    # remainder at index pick_ends[s]-1, the last write winning; for a zero-sample shard that
+    # index is a neighbour's last pick (or -1, the final pick). Same fancy assignment here.
+    size_of = np.full(num_picks, granularity, np.int64)
+    size_of[pick_ends - 1] = sizes - (picks_per_shard - 1) * granularity
+    size_of = size_of[used]
+    # Walk the picks in order, each taking min(left, size) until `remainder` is reached.
+    before = np.cumsum(size_of) - size_of
+    taken = np.minimum(size_of, np.maximum(remainder - before, 0))
+    out += np.bincount(shard_of, weights=taken, minlength=sizes.size).astype(np.int64)
     return out
 
 
@@ -316,18 +326,18 @@ def resample_streams(streams: Sequence[WeightedStream],
         units[(np.cumsum(counts) - 1)[has_partial]] = partial[has_partial]
         units_parts.append(units)
 
-        # Ids per shard: `full` passes over the shard, then a sorted random subset.
-        lengths = full * sizes + partial
-        total = int(lengths.sum())
-        starts = np.cumsum(lengths) - lengths
-        within = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
-        ids = np.repeat(offsets, lengths) + within % np.repeat(safe, lengths)
+        # Ids per unit: a whole unit is its shard's ids in order; a partial unit is a sorted
+        # random subset of the shard, drawn from the shared generator in shard order.
+        unit_shard = np.repeat(np.arange(sizes.size), counts)
+        ids = _concat_ranges(offsets[unit_shard], units)
+        unit_starts = np.cumsum(units) - units
+        partial_units = (np.cumsum(counts) - 1)[has_partial]
         choice = rng.choice
-        for shard in np.flatnonzero(has_partial).tolist():
+        for shard, start in zip(np.flatnonzero(has_partial).tolist(),
+                                unit_starts[partial_units].tolist()):
             picked = choice(int(sizes[shard]), int(partial[shard]), False)
             picked.sort()
-            begin = int(starts[shard] + full[shard] * sizes[shard])
-            ids[begin:begin + int(partial[shard])] = offsets[shard] + picked
+            ids[start:start + picked.size] = offsets[shard] + picked
         ids_parts.append(ids)
 
     units_all = np.concatenate(units_parts).astype(np.int64, copy=False)

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # for mds_tagged and mds_samples
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # mds_testing, mds_tagged, mds_samples
 
-DATASETS = HERE.parent / "data" / "reference" / "datasets"
-DATASET_NAMES = sorted(p.name for p in DATASETS.iterdir() if p.is_dir())
+from mds_testing import DATASETS  # noqa: E402
 
 
 @pytest.fixture

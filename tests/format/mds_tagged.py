@@ -47,6 +47,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted(_jsonable(v) for v in value)
+    if isinstance(value, bytes):
+        return {"bytes_b64": base64.b64encode(value).decode()}
     return value
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import DATASET_NAMES, DATASETS
+from mds_testing import DATASET_NAMES, DATASETS
 from mds_tagged import assert_same, assert_tables_equal, assert_tagged
 
 from mds_loader import MDSChecksumError, MDSSchemaError, MDSUnsafeError, MDSWriter, read_table

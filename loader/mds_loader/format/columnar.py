@@ -123,8 +123,6 @@ def binary_data(arr: pa.Array) -> np.ndarray:
 def _to_large_binary(arr: pa.Array) -> pa.Array:
     if pa.types.is_large_binary(arr.type):
         return arr
-    if pa.types.is_fixed_size_binary(arr.type):
-        arr = arr.cast(pa.binary())
     return arr.cast(pa.large_binary())
 
 
@@ -157,6 +155,8 @@ def _storage(arr: pa.Array, plan: FieldPlan) -> pa.Array:
         arr = arr.cast(pa.large_string())
     elif pa.types.is_binary_view(t):
         arr = arr.cast(pa.large_binary())
+    elif pa.types.is_fixed_size_binary(t):
+        arr = arr.cast(pa.binary())
     elif pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
         arr = arr.cast(pa.large_list(t.value_field))
     kind = plan.encoding.kind
@@ -341,8 +341,7 @@ def _list_levels(arr: pa.Array, depth: int, column: str, text: str) -> tuple[pa.
         raise MDSSchemaError(
             f"column {column!r}: an ndarray cannot hold null elements; use encoding 'json' for the column or fill the nulls"
         )
-    # rows with an empty outer dimension have an all-zero shape (docs/format.md §2)
-    shapes[np.prod(shapes, axis=1) == 0] = 0
+    # dimensions below an empty one cannot be observed and stay 0 (docs/format.md §2)
     return level, shapes
 
 
@@ -538,10 +537,12 @@ def json_dumps_values(arr: pa.Array, logical: LogicalType, column: str) -> list[
             except ValueError as exc:
                 raise MDSSchemaError(f"column {column!r}: row {i} is not valid JSON text ({exc}); 'json' string columns hold JSON text") from None
         return texts
-    target = _json_temporal_target(arr.type, ints=False)
-    if target != arr.type:
-        arr = _cast(arr, target, column)
-        arr = arr.cast(_json_temporal_target(arr.type, ints=True))
+    normalized = _json_temporal_target(arr.type, ints=False)  # microseconds, days
+    if normalized != arr.type:
+        arr = _cast(arr, normalized, column)
+    ints = _json_temporal_target(arr.type, ints=True)
+    if ints != arr.type:
+        arr = arr.cast(ints)
     return [json.dumps(_to_json(v, logical)) for v in arr.to_pylist()]
 
 
@@ -807,6 +808,12 @@ def to_logical(arr: pa.Array, enc: Encoding, logical: LogicalType, target: pa.Da
     if enc.kind == "json" and _kind(logical) != "string":
         return json_loads_values(arr, logical, target, column)
     kind = _kind(logical)
+    if enc.kind == "ndarray" and enc.shape is not None and len(enc.shape) > 1 and _list_depth(target) == 1:
+        # a 1-d logical array stored with a static n-d shape (§2): one flat list per row
+        leaf = arr
+        for _ in enc.shape:
+            leaf = leaf.flatten()
+        arr = pa.FixedSizeListArray.from_arrays(leaf, math.prod(enc.shape))
     try:
         if kind == "boolean" and (pa.types.is_integer(arr.type)):
             return pc.not_equal(arr, 0)

@@ -48,10 +48,11 @@ from .schema import (
     Field,
     LogicalType,
     NdarrayInfo,
+    array_depth,
     arrow_from_logical,
     default_encoding,
+    element_dtype,
     natural_arrow,
-    ndarray_leaf,
     read_arrow_type,
 )
 from .shard import parse_shard_header
@@ -150,12 +151,11 @@ def _logical_ndarray_info(t: LogicalType, enc: Encoding) -> NdarrayInfo | None:
     """The dtype and depth of a dynamic ``ndarray`` column from its logical type."""
     if enc.kind != "ndarray" or enc.shape is not None:
         return None
-    leaf = ndarray_leaf(t)
-    if leaf is None:
+    element, depth = array_depth(t)
+    dtype = enc.dtype.name if enc.dtype is not None else element_dtype(element)
+    if not depth or dtype is None:
         return None
-    element, depth = leaf
-    dtype = enc.dtype.name if enc.dtype is not None else parse_encoding(default_encoding(element)).dtype.name  # type: ignore[union-attr]
-    return NdarrayInfo(dtype, len(enc.shape) if enc.shape is not None else depth)
+    return NdarrayInfo(dtype, depth)
 
 
 class ShardReader:

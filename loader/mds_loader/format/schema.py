@@ -261,6 +261,23 @@ def ndarray_leaf(t: LogicalType) -> tuple[LogicalType, int] | None:
     return None
 
 
+def array_depth(t: LogicalType) -> tuple[LogicalType, int]:
+    """The innermost element type of nested arrays and the nesting depth (0: not an array)."""
+    depth = 0
+    while _kind(t) == "array":
+        t = t["elementType"]
+        depth += 1
+    return t, depth
+
+
+def element_dtype(t: LogicalType) -> str | None:
+    """The ndarray dtype that stores elements of logical type ``t`` (``decimal(20,0)``: the
+    uint64 that Arrow's uint64 maps to), or None."""
+    if t == "decimal(20,0)":
+        return "uint64"
+    return _NUMERIC_ELEMENT_DTYPES.get(t) if isinstance(t, str) else None
+
+
 def _arrow_leaf(arrow_type: pa.DataType | None) -> tuple[pa.DataType | None, list[int | None]]:
     """Leaf type of nested Arrow lists and each level's fixed size (None for variable lists)."""
     sizes: list[int | None] = []
@@ -289,9 +306,9 @@ def _numeric_dtype(arrow_type: pa.DataType) -> str | None:
 
 def default_encoding(t: LogicalType, arrow_type: pa.DataType | None = None) -> str:
     """The default encoding of a logical type (§2). With the column's Arrow type, numbers keep
-    their Arrow width and signedness (``uint16`` -> ``uint16``, ``float16`` -> ``float16``) and
-    arrays of numbers made only of fixed-size lists get a static shape
-    (``fixed_size_list<float32, 3>`` -> ``ndarray:float32:3``)."""
+    their Arrow width and signedness (``uint16`` -> ``uint16``, ``float16`` -> ``float16``),
+    lists of them become ``ndarray`` of that dtype, and lists made only of fixed-size lists get a
+    static shape (``fixed_size_list<float32, 3>`` -> ``ndarray:float32:3``)."""
     kind = _kind(t)
     if arrow_type is not None and pa.types.is_dictionary(arrow_type):
         arrow_type = arrow_type.value_type
@@ -304,16 +321,15 @@ def default_encoding(t: LogicalType, arrow_type: pa.DataType | None = None) -> s
     }  # fmt: skip
     if kind in defaults:
         return defaults[kind]
-    leaf = ndarray_leaf(t)
-    if leaf is not None:
-        element, depth = leaf
-        dtype = _NUMERIC_ELEMENT_DTYPES[element]
-        arrow_leaf, sizes = _arrow_leaf(arrow_type)
-        if arrow_leaf is not None and len(sizes) == depth:
-            dtype = _numeric_dtype(arrow_leaf) or dtype
-            if all(s is not None for s in sizes) and all(sizes):
-                return f"ndarray:{dtype}:{','.join(str(s) for s in sizes)}"
+    arrow_leaf, sizes = _arrow_leaf(arrow_type)
+    if sizes and arrow_leaf is not None and _numeric_dtype(arrow_leaf):
+        dtype = _numeric_dtype(arrow_leaf)
+        if all(sizes):
+            return f"ndarray:{dtype}:{','.join(str(s) for s in sizes)}"
         return f"ndarray:{dtype}"
+    leaf = ndarray_leaf(t)
+    if arrow_type is None and leaf is not None:
+        return f"ndarray:{_NUMERIC_ELEMENT_DTYPES[leaf[0]]}"
     if kind in ("array", "map", "struct"):
         return "json"
     raise MDSSchemaError(f"unsupported logical type {t!r}")

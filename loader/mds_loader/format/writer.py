@@ -256,11 +256,12 @@ class ShardSink:
         """Whether the current (unflushed) shard holds samples."""
         return bool(self._sizes)
 
-    def finish(self) -> list[dict]:
-        """Flushes the last shard if it has samples, waits for every write, and returns the shard
-        entries in order."""
+    def finish(self, *, write_empty: bool = False) -> list[dict]:
+        """Flushes the last shard if it has samples (or, with ``write_empty``, if no shard was
+        written at all: one 0-sample shard then records the columns), waits for every write, and
+        returns the shard entries in order."""
         try:
-            if self._sizes:
+            if self._sizes or (write_empty and self._count == 0):
                 self.flush()
             return [item.result() if isinstance(item, Future) else item for item in self._pending]
         finally:
@@ -538,9 +539,11 @@ class TableWriter:
         self._sink.add(sizes, data)
         self.num_rows += n
 
-    def finish(self) -> list[dict]:
-        """Writes the last shard; returns every shard entry (for ``index.json``), in order."""
-        return self._sink.finish()
+    def finish(self, *, write_empty: bool = False) -> list[dict]:
+        """Writes the last shard; returns every shard entry (for ``index.json``), in order. With
+        ``write_empty``, a writer that got no rows writes one 0-sample shard, so that the
+        dataset's columns and encodings are recorded."""
+        return self._sink.finish(write_empty=write_empty)
 
     def abort(self) -> None:
         """Stops the background threads without writing the last shard."""
@@ -626,7 +629,7 @@ def write_table(
     try:
         for batch in batches:
             writer.write_batch(batch)
-        entries = writer.finish()
+        entries = writer.finish(write_empty=True)  # an empty table still records its encodings
     except BaseException:
         writer.abort()
         raise

@@ -1,0 +1,92 @@
+"""Helpers shared by the Spark tests: exact row comparison and small MDS file readers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import struct
+from decimal import Decimal
+
+from pyspark.sql import Row
+
+
+def canon(v):
+    """A comparable form of a collected value: exact floats (NaN equal to NaN, -0.0 distinct)."""
+    if isinstance(v, Row):
+        return ("row", tuple(v.__fields__), tuple(canon(x) for x in v))
+    if isinstance(v, float):
+        return ("f", v.hex())
+    if isinstance(v, (list, tuple)):
+        return ("l", tuple(canon(x) for x in v))
+    if isinstance(v, dict):
+        return ("d", tuple(sorted(((canon(k), canon(x)) for k, x in v.items()), key=repr)))
+    if isinstance(v, (bytes, bytearray)):
+        return ("b", bytes(v))
+    if isinstance(v, Decimal):
+        return ("dec", str(v))
+    return (type(v).__name__, v)
+
+
+def assert_same_rows(actual_df, expected_df, key: str = "id", nullability: bool = True):
+    """Schema equal (names, types, nullability) and rows equal exactly, in `key` order.
+
+    Stricter than pyspark.testing.assertDataFrameEqual (which compares floats approximately and, with
+    the pandas 3 installed here, fails importing pyspark.pandas): floats compare bit for bit."""
+    from pyspark.testing import assertSchemaEqual
+
+    assertSchemaEqual(actual_df.schema, expected_df.schema)
+    if nullability:
+        assert actual_df.schema == expected_df.schema, (actual_df.schema, expected_df.schema)
+    actual_df, expected_df = _collectable(actual_df), _collectable(expected_df)
+    a = [canon(r) for r in actual_df.orderBy(key).collect()]
+    e = [canon(r) for r in expected_df.orderBy(key).collect()]
+    assert len(a) == len(e)
+    for x, y in zip(a, e):
+        assert x == y, f"\nactual:   {x}\nexpected: {y}"
+
+
+def _collectable(df):
+    """PySpark cannot collect year-month intervals: compare them as their SQL text."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import YearMonthIntervalType
+
+    return df.select([F.col(f"`{f.name}`").cast("string").alias(f.name)
+                      if isinstance(f.dataType, YearMonthIntervalType) else F.col(f"`{f.name}`")
+                      for f in df.schema.fields])
+
+
+def read_index(path: str) -> dict:
+    with open(os.path.join(path, "index.json")) as f:
+        return json.load(f)
+
+
+def files(path: str) -> set[str]:
+    """Every file under `path`, relative."""
+    out = set()
+    for root, _, names in os.walk(path):
+        for n in names:
+            out.add(os.path.relpath(os.path.join(root, n), path))
+    return out
+
+
+def referenced(path: str) -> set[str]:
+    idx = read_index(path)
+    names = {"index.json"}
+    for s in idx["shards"]:
+        names.add(s["raw_data"]["basename"]) if s["zip_data"] is None else names.add(s["zip_data"]["basename"])
+    return names
+
+
+def decode_ndarray_dynamic(b: bytes):
+    """(dtype code, shape, values bytes) of a fully dynamic `ndarray` value."""
+    code = b[0]
+    h = b[1]
+    ndim, sc = h >> 2, h & 3
+    size = 1 << sc
+    fmt = {1: "B", 2: "H", 4: "I", 8: "Q"}[size]
+    shape = list(struct.unpack_from("<" + fmt * ndim, b, 2))
+    return code, shape, b[2 + size * ndim:]
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

@@ -407,28 +407,25 @@ class _Gather:
     def fixed(self, j: int) -> np.ndarray:
         """Column ``j`` (fixed size) of the requested rows, as an (n, size) uint8 array."""
         size = self.reader._sizes[j]
-        starts = self._order(self.col_starts[:, j])
         if size <= _GATHER_FIXED_MAX:  # type: ignore[operator]
+            starts = self._order(self.col_starts[:, j])
             return self.reader._buf[starts[:, None] + np.arange(size)[None, :]]
-        return binary_data(self._take(starts, np.full(len(starts), size, _I64))).reshape(len(starts), size)
+        taken = self._take(self.col_starts[:, j], np.full(len(self.uniq), size, _I64))
+        return binary_data(taken).reshape(len(self.idx), size)
 
     def _take(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
-        """Copies byte ranges of the file into a compact ``large_binary`` array (row i = range
-        i) with one Arrow ``take`` over a ``large_binary`` view of the file whose elements are
-        the sorted distinct ranges and the gaps between them."""
-        order = np.lexsort((lengths, starts))
-        s, e = starts[order], starts[order] + lengths[order]
-        distinct = np.ones(len(s), bool)  # repeated rows share one element
-        distinct[1:] = (s[1:] != s[:-1]) | (e[1:] != e[:-1])
-        us, ue = s[distinct], e[distinct]
-        if np.any(us[1:] < ue[:-1]):
+        """Copies one byte range per distinct sample (ascending, as the samples are) into a
+        compact ``large_binary`` array whose rows follow the requested indices, with one Arrow
+        ``take`` over a ``large_binary`` view of the file: element 2k is range k, element 2k+1
+        the gap after it."""
+        ends = starts + lengths
+        if np.any(starts[1:] < ends[:-1]):
             raise MDSFormatError(f"{self.reader.path}: sample columns overlap; the shard is corrupt")
-        bounds = np.empty(2 * len(us), _I64)
-        bounds[0::2], bounds[1::2] = us, ue  # element 2k is range k, element 2k+1 the gap after it
+        bounds = np.empty(2 * len(starts), _I64)
+        bounds[0::2], bounds[1::2] = starts, ends
         view = pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, pa.py_buffer(bounds), pa.py_buffer(self.reader._buf)])
-        element = np.empty(len(starts), _I64)
-        element[order] = 2 * (np.cumsum(distinct) - 1)
-        return view.take(pa.array(element))
+        rows = np.arange(len(starts), dtype=_I64) if self.inverse is None else self.inverse
+        return view.take(pa.array(2 * rows))
 
     def column(self, c: ReadColumn) -> pa.Array:
         """Decodes one column of the requested rows into its read Arrow type."""
@@ -440,8 +437,7 @@ class _Gather:
         elif enc.kind == "ndarray":
             arr = self._ndarray(j, c)
         else:
-            starts, sizes = self._order(self.col_starts[:, j]), self._order(self.sizes[:, j])
-            arr = decode_var(self._take(starts, sizes), enc, c.natural_type, c.name, self._request_name)
+            arr = decode_var(self._take(self.col_starts[:, j], self.sizes[:, j]), enc, c.natural_type, c.name, self._request_name)
         if c.arrow_type != arr.type:
             arr = to_logical(arr, enc, c.logical, c.arrow_type, c.name)  # type: ignore[arg-type]
         return arr
@@ -456,13 +452,12 @@ class _Gather:
         heads = parse_ndarray_heads(
             self.reader._buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self._row_name
         )  # on the distinct samples, then reordered
+        values = self._take(self.col_starts[:, j] + heads.prefix, self.sizes[:, j] - heads.prefix)
         if self.inverse is not None:
             heads = NdarrayHeads(
                 heads.prefix[self.inverse], None if heads.codes is None else heads.codes[self.inverse], heads.shapes[self.inverse]
             )
-        starts = self._order(self.col_starts[:, j]) + heads.prefix
-        lengths = self._order(self.sizes[:, j]) - heads.prefix
-        values = ndarray_values(self._take(starts, lengths), heads, dtype, c.name, self._request_name)
+        values = ndarray_values(values, heads, dtype, c.name, self._request_name)
         return build_ndarray(values, heads.shapes, c.natural_type, c.name)
 
 

@@ -1,0 +1,161 @@
+"""Decode throughput: mds_loader (vectorized, into Arrow) vs mosaicml-streaming 0.13.0 (per sample).
+
+    python -m bench.decode [--rows N] [--compression zstd] [--batch-size 1024]
+
+Builds a tabular dataset with ``write_table`` (id int64, text str of 64 chars, label int32, tokens
+``ndarray:int32`` of 256 values, score float64), then times, on the same files:
+
+* ``read_table``: the whole dataset into a ``pyarrow.Table`` (all columns);
+* ``read_batch``: shuffled batches within each shard (what the training loader does);
+* ``get_sample``: our per-sample decode, the reference-identical values;
+* the reference: ``streaming.StreamingDataset(local=...)[i]`` for every ``i``, in its own
+  virtualenv (.venv-ref), timed inside that process after a warm-up pass (which decompresses);
+  our timings also start after a warm-up read that decompresses the shards.
+
+Prints samples/s and ratios, and writes bench/results/decode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "decode.json"
+REF_PYTHON = Path(os.environ.get("MDS_REF_VENV", ROOT / ".venv-ref")) / "bin" / "python"
+
+REFERENCE_SCRIPT = r"""
+import json, sys, time
+from streaming import StreamingDataset
+path = sys.argv[1]
+ds = StreamingDataset(local=path, shuffle=False, batch_size=1)
+n = len(ds)
+for i in range(n):  # warm-up pass: decompresses every shard
+    ds[i]
+t = time.perf_counter()
+for i in range(n):
+    ds[i]
+elapsed = time.perf_counter() - t
+print(json.dumps({"samples": n, "seconds": elapsed}))
+"""
+
+
+def make_table(rows: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789 ", np.uint8)
+    text = rng.choice(letters, (rows, 64)).view("S64").ravel()
+    tokens = rng.integers(0, 50_000, (rows, 256), dtype=np.int32)
+    return pa.table({
+        "id": pa.array(np.arange(rows, dtype=np.int64)),
+        "text": pa.array(text.astype(str)),
+        "label": pa.array(rng.integers(0, 10, rows, dtype=np.int32)),
+        "tokens": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * 256), pa.array(tokens.ravel())),
+        "score": pa.array(rng.standard_normal(rows)),
+    })  # fmt: skip
+
+
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--compression", default="zstd", help="shard compression ('none' for raw shards)")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference implementation")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from mds_loader import read_table, write_table
+    from mds_loader.format import MDSDataset
+
+    compression = None if args.compression in ("none", "") else args.compression
+    work = ROOT / "bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="decode-", dir=work))
+    path = tmp / "ds"
+    try:
+        table = make_table(args.rows)
+        t = time.perf_counter()
+        write_table(table, path, compression=compression, nulls="error")
+        write_seconds = time.perf_counter() - t
+        rows = table.num_rows
+        read_table(path)  # warm-up: decompresses the shards next to the compressed files
+
+        results: dict[str, dict] = {}
+        seconds = best_of(args.repeats, lambda: read_table(path))
+        results["mds_loader.read_table"] = {"seconds": seconds, "samples_per_s": rows / seconds}
+
+        with MDSDataset(path) as ds:
+            rng = np.random.default_rng(1)
+            plans = []
+            for k, entry in enumerate(ds.shards):
+                order = rng.permutation(entry.samples)
+                plans += [(k, order[i : i + args.batch_size]) for i in range(0, entry.samples, args.batch_size)]
+
+            def batches() -> None:
+                for k, idx in plans:
+                    ds.shard(k).read_batch(idx)
+
+            seconds = best_of(args.repeats, batches)
+            results["mds_loader.read_batch(shuffled)"] = {"seconds": seconds, "samples_per_s": rows / seconds, "batch_size": args.batch_size}
+
+            sample_rows = min(rows, 20_000)
+            seconds = best_of(1, lambda: [ds.get_sample(i) for i in range(sample_rows)])
+            results["mds_loader.get_sample"] = {"seconds": seconds, "samples_per_s": sample_rows / seconds, "samples": sample_rows}
+
+        if not args.no_reference:
+            if not REF_PYTHON.exists():
+                print(f"reference virtualenv missing at {REF_PYTHON}; run `make ref-venv` or pass --no-reference", file=sys.stderr)
+            else:
+                proc = subprocess.run(
+                    [str(REF_PYTHON), "-c", REFERENCE_SCRIPT, str(path)], capture_output=True, text=True, check=True,
+                    env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+                )  # fmt: skip
+                ref = json.loads(proc.stdout.strip().splitlines()[-1])
+                results["reference StreamingDataset[i]"] = {"seconds": ref["seconds"], "samples_per_s": ref["samples"] / ref["seconds"]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    report = {
+        "benchmark": "decode",
+        "rows": rows,
+        "columns": {"id": "int64", "text": "str (64 chars)", "label": "int32", "tokens": "ndarray:int32 (256)", "score": "float64"},
+        "compression": compression,
+        "write_table_seconds": write_seconds,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "results": results,
+    }
+    ref_rate = results.get("reference StreamingDataset[i]", {}).get("samples_per_s")
+    print(f"decode benchmark: {rows} rows, compression={compression}, {os.cpu_count()} cpus")
+    for name, r in results.items():
+        ratio = f"{r['samples_per_s'] / ref_rate:8.1f}x" if ref_rate else ""
+        if ref_rate:
+            r["vs_reference"] = r["samples_per_s"] / ref_rate
+        print(f"  {name:34s} {r['samples_per_s']:14,.0f} samples/s {ratio}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -92,8 +92,8 @@ final class MdsRowIterator(dir: Path, conf: Configuration, shards: Seq[MdsShardR
       val ref = shards(shardIdx)
       sample = 0
       count = ref.samples
-      // A count-only scan needs no bytes: the index has the sample counts.
-      if (deser != null && count > 0) {
+      // A count-only scan needs no bytes (the index has the sample counts) unless hashes are checked.
+      if ((deser != null || validateHash.isDefined) && count > 0) {
         shard = MdsReadSupport.loadShard(dir, conf, ref, validateHash)
         where = new Path(dir, ref.basename).toString
       }

@@ -35,8 +35,9 @@ from .encodings import (
     SHAPE_CODE_DTYPES,
     Encoding,
     image_magic_ok,
+    split_elements,
 )
-from .schema import LogicalType, _kind
+from .schema import LogicalType, numeric_dtype, type_kind
 
 __all__ = [
     "FieldPlan",
@@ -239,9 +240,9 @@ def encode_column(arr: pa.Array, plan: FieldPlan) -> EncodedColumn:
     if kind == "str_int":
         text = pc.cast(arr.fill_null(0) if arr.null_count else arr, pa.large_string())
         return _var_column(text)
-    if kind == "str_float":
-        floats = arr.to_numpy(zero_copy_only=False) if not arr.null_count else arr.fill_null(0.0).to_numpy(zero_copy_only=False)
-        return _var_column(pa.array([repr(float(x)) for x in floats.tolist()], pa.large_string()))
+    if kind == "str_float":  # Python's shortest repr, as the reference writes it (nulls: "0.0")
+        floats = _numbers(arr, np.dtype("<f8"), name)
+        return _var_column(pa.array([repr(x) for x in floats.tolist()], pa.large_string()))
     if kind == "str_decimal":
         return _var_column(arr.fill_null("0") if arr.null_count else arr)
     if kind in ("str", "bytes", "pkl", "pil", "jpeg", "png"):
@@ -358,7 +359,7 @@ def _encode_ndarray(arr: pa.Array, enc: Encoding, column: str) -> EncodedColumn:
         leaf_type = leaf.type
     if not (pa.types.is_integer(leaf_type) or pa.types.is_floating(leaf_type) or pa.types.is_boolean(leaf_type)):
         raise MDSSchemaError(f"column {column!r}: {enc.text!r} needs numbers or booleans, got elements of type {leaf_type}")
-    dtype = enc.dtype if enc.dtype is not None else SCALAR_DTYPES[_natural_dtype(leaf_type)]
+    dtype = enc.dtype if enc.dtype is not None else SCALAR_DTYPES[numeric_dtype(leaf_type)]
     values = _numbers(leaf, dtype, column)
     counts = np.prod(shapes, axis=1)
     if enc.shape is not None:
@@ -423,12 +424,6 @@ def _list_depth(t: pa.DataType) -> int:
         depth += 1
         t = t.value_type
     return depth
-
-
-def _natural_dtype(arrow_type: pa.DataType) -> str:
-    if pa.types.is_boolean(arrow_type):
-        return "uint8"
-    return {"halffloat": "float16", "float": "float32", "double": "float64"}.get(str(arrow_type), str(arrow_type))
 
 
 def null_mask_column(valid: Sequence[np.ndarray | None], n: int) -> EncodedColumn:
@@ -501,7 +496,7 @@ def _to_json(v: Any, t: LogicalType) -> Any:
     """A Python value (from ``to_pylist`` of the integer-storage form) to its JSON value (§5)."""
     if v is None:
         return None
-    kind = _kind(t)
+    kind = type_kind(t)
     if kind in ("float", "double"):
         if math.isnan(v):
             return "NaN"
@@ -526,7 +521,7 @@ def _to_json(v: Any, t: LogicalType) -> Any:
 def json_dumps_values(arr: pa.Array, logical: LogicalType, column: str) -> list[str]:
     """The ``json`` payload text of every row (nulls: ``null``). A ``string`` column holds JSON
     text already: each value is checked and stored as is."""
-    if _kind(logical) == "string":
+    if type_kind(logical) == "string":
         texts = arr.to_pylist()
         for i, text in enumerate(texts):
             if text is None:
@@ -550,7 +545,7 @@ def _from_json(v: Any, t: LogicalType) -> Any:
     """A JSON value (§5) to a Python value that ``pa.array`` accepts for the storage type."""
     if v is None:
         return None
-    kind = _kind(t)
+    kind = type_kind(t)
     if kind in ("float", "double"):
         if isinstance(v, str):
             return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[v]
@@ -623,7 +618,7 @@ def decode_var(payloads: pa.Array, enc: Encoding, arrow_type: pa.DataType, colum
         rows = []
         for i, data in enumerate(payloads.to_pylist()):
             try:
-                rows.append(_split_elements(data, lead))
+                rows.append(split_elements(data, lead))
             except MDSFormatError as exc:
                 raise MDSFormatError(f"{row_name(i)}, column {column!r}: {exc}") from None
         return pa.array(rows, arrow_type)
@@ -656,20 +651,6 @@ def _parse_numbers(text: pa.Array, target: pa.DataType, parse: Callable[[str], A
         return pa.array(values, target)
     except (OverflowError, pa.ArrowInvalid):
         raise MDSSchemaError(f"column {column!r}: a str_int value is outside the int64 range; read it per sample (get_sample)") from None
-
-
-def _split_elements(data: bytes, lead: int) -> list[bytes]:
-    if len(data) < lead:
-        raise MDSFormatError(f"payload of {len(data)} bytes is shorter than its header")
-    n = int(np.frombuffer(data, "<u4", 1, lead - 4)[0])
-    start = lead + 4 * n
-    if len(data) < start:
-        raise MDSFormatError(f"payload of {len(data)} bytes is too short for {n} element sizes")
-    ends = start + np.cumsum(np.frombuffer(data, "<u4", n, lead).astype(_I64))
-    if n and ends[-1] != len(data) or not n and start != len(data):
-        raise MDSFormatError(f"element sizes do not add up to the payload size {len(data)}")
-    begins = np.concatenate([[start], ends[:-1]]).astype(_I64)
-    return [data[int(a) : int(b)] for a, b in zip(begins, ends)]
 
 
 @dataclass
@@ -805,39 +786,15 @@ def to_logical(arr: pa.Array, enc: Encoding, logical: LogicalType, target: pa.Da
     of its logical type when they differ (booleans, dates, timestamps, decimals, json, ...)."""
     if arr.type == target:
         return arr
-    if enc.kind == "json" and _kind(logical) != "string":
+    if enc.kind == "json" and type_kind(logical) != "string":
         return json_loads_values(arr, logical, target, column)
-    kind = _kind(logical)
     if enc.kind == "ndarray" and enc.shape is not None and len(enc.shape) > 1 and _list_depth(target) == 1:
         # a 1-d logical array stored with a static n-d shape (§2): one flat list per row
         leaf = arr
         for _ in enc.shape:
             leaf = leaf.flatten()
         arr = pa.FixedSizeListArray.from_arrays(leaf, math.prod(enc.shape))
-    try:
-        if kind == "boolean" and (pa.types.is_integer(arr.type)):
-            return pc.not_equal(arr, 0)
-        if kind == "array" and pa.types.is_boolean(_leaf_type(target)) and pa.types.is_integer(_leaf_type(arr.type)):
-            return arr.cast(_with_leaf(arr.type, pa.bool_())).cast(target)
-        if pa.types.is_timestamp(target) or pa.types.is_duration(target) or pa.types.is_date32(target):
-            arr = arr.cast(pa.int64() if not pa.types.is_date32(target) else pa.int32())
-            return arr.cast(target)
+    try:  # Arrow's casts: integers to booleans (non-zero), dates, timestamps, durations; text to decimals
         return pc.cast(arr, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise MDSSchemaError(f"column {column!r}: cannot read {enc.text!r} values as {target}: {exc}") from None
-
-
-def _leaf_type(t: pa.DataType) -> pa.DataType:
-    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        t = t.value_type
-    return t
-
-
-def _with_leaf(t: pa.DataType, leaf: pa.DataType) -> pa.DataType:
-    if pa.types.is_fixed_size_list(t):
-        return pa.list_(t.value_field.with_type(_with_leaf(t.value_type, leaf)), t.list_size)
-    if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_with_leaf(t.value_type, leaf)))
-    if pa.types.is_large_list(t):
-        return pa.large_list(t.value_field.with_type(_with_leaf(t.value_type, leaf)))
-    return leaf

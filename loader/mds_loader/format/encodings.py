@@ -57,6 +57,8 @@ __all__ = [
     "SHAPE_CODE_DTYPES",
     "shape_code",
     "require_pillow",
+    "split_elements",
+    "image_magic_ok",
 ]
 
 if sys.byteorder != "little":  # pragma: no cover - MDS is little-endian in practice
@@ -323,11 +325,9 @@ class Encoding:
         if kind in ("pil", "jpeg", "png"):
             return _decode_image(kind, data)
         if kind == "list":
-            n = int(np.frombuffer(data, _U32, 1, 4)[0]) if len(data) >= 8 else _short_payload(8, data)
-            return [_decode_image(self.element, part) for part in _split_parts(data, 8, n)]  # type: ignore[arg-type]
+            return [_decode_image(self.element, part) for part in split_elements(data, 8)]  # type: ignore[arg-type]
         if kind == "jpeg_array":
-            n = int(np.frombuffer(data, _U32, 1, 0)[0]) if len(data) >= 4 else _short_payload(4, data)
-            return [_decode_image("jpeg", part) for part in _split_parts(data, 4, n)]
+            return [_decode_image("jpeg", part) for part in split_elements(data, 4)]
         raise AssertionError(kind)
 
     def _decode_ndarray(self, data: bytes | bytearray | memoryview) -> np.ndarray:
@@ -358,21 +358,26 @@ class Encoding:
         return np.frombuffer(data, dtype, offset=pos).reshape(shape)
 
 
-def _short_payload(need: int, data: bytes | bytearray | memoryview) -> int:
-    raise MDSFormatError(f"payload of {len(data)} bytes is shorter than its {need}-byte header")
+def split_elements(data: bytes | bytearray | memoryview, lead: int) -> list[bytes]:
+    """Splits a ``list[...]`` (``lead=8``: ``u32 0, u32 n``) or ``jpeg_array`` (``lead=4``:
+    ``u32 n``) payload, ``[lead][u32 size x n][elements]``, into its elements.
 
-
-def _split_parts(data: bytes | bytearray | memoryview, pos: int, n: int) -> list[bytes]:
-    """Splits ``[u32 size x n][parts]`` starting at ``pos`` (list and jpeg_array layouts)."""
+    Raises:
+        MDSFormatError: the sizes do not match the payload.
+    """
     data = bytes(data)
-    if len(data) < pos + 4 * n:
+    if len(data) < lead:
+        raise MDSFormatError(f"payload of {len(data)} bytes is shorter than its {lead}-byte header")
+    n = int(np.frombuffer(data, _U32, 1, lead - 4)[0])
+    start = lead + 4 * n
+    if len(data) < start:
         raise MDSFormatError(f"payload of {len(data)} bytes is too short for {n} element sizes")
-    sizes = np.frombuffer(data, _U32, n, pos).astype(np.int64)
-    start = pos + 4 * n
-    if start + int(sizes.sum()) != len(data):
-        raise MDSFormatError(f"element sizes add up to {start + int(sizes.sum())} bytes, payload has {len(data)}")
-    ends = start + np.cumsum(sizes)
-    return [data[int(a) : int(b)] for a, b in zip(np.concatenate([[start], ends[:-1]]), ends)]
+    ends = start + np.cumsum(np.frombuffer(data, _U32, n, lead).astype(np.int64))
+    total = int(ends[-1]) if n else start
+    if total != len(data):
+        raise MDSFormatError(f"element sizes add up to {total} bytes, the payload has {len(data)}")
+    begins = [start, *ends[:-1].tolist()]
+    return [data[a:b] for a, b in zip(begins, ends.tolist())]
 
 
 def _encode_image(kind: str, value: Any) -> bytes:

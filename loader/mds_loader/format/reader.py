@@ -364,7 +364,7 @@ class _Gather:
         self.reader = reader
         self.idx = idx
         buf, offsets = reader._buf, reader._offsets
-        if len(idx) > 1 and np.all(idx[1:] > idx[:-1]):
+        if np.all(idx[1:] > idx[:-1]):  # ascending and distinct: no reordering needed
             uniq, inverse = idx, None
         else:
             uniq, inverse = np.unique(idx, return_inverse=True)
@@ -387,9 +387,8 @@ class _Gather:
         if np.any(total != lengths):
             bad = int(np.argmax(total != lengths))
             self._corrupt(bad, f"has {int(lengths[bad])} bytes, but its column sizes add up to {int(total[bad])}")
-        self.starts, self.ends, self.sizes = starts, ends, sizes
-        self.col_starts = starts[:, None] + head + np.cumsum(sizes, axis=1) - sizes
-        self._segments: pa.Array | None = None
+        self.sizes = sizes  # (distinct samples, columns) payload sizes
+        self.col_starts = starts[:, None] + head + np.cumsum(sizes, axis=1) - sizes  # absolute positions
 
     def _corrupt(self, row: int, what: str) -> None:
         raise MDSFormatError(f"{self.reader.path}: sample {int(self.uniq[row])} {what}; the shard is corrupt")

@@ -32,6 +32,7 @@ __all__ = [
     "SPARK_MDS_VERSION",
     "Field",
     "NdarrayInfo",
+    "type_kind",
     "type_string",
     "check_logical_type",
     "logical_from_arrow",
@@ -43,6 +44,7 @@ __all__ = [
     "natural_arrow",
     "read_arrow_type",
     "ndarray_leaf",
+    "numeric_dtype",
     "make_spark_mds",
     "parse_spark_mds",
 ]
@@ -106,7 +108,7 @@ def decimal_params(t: LogicalType) -> tuple[int, int] | None:
     return None
 
 
-def _kind(t: LogicalType) -> str:
+def type_kind(t: LogicalType) -> str:
     """Coarse category of a logical type: a simple name, ``decimal``, ``daytime``, ``yearmonth``,
     ``array``, ``map``, ``struct`` or ``unsupported``."""
     if isinstance(t, str):
@@ -127,7 +129,7 @@ def _kind(t: LogicalType) -> str:
 def type_string(t: LogicalType) -> str:
     """Readable form of a logical type for messages: ``array<integer>``, ``map<string,long>``,
     ``struct<a:integer,b:string>``."""
-    kind = _kind(t)
+    kind = type_kind(t)
     if kind == "array":
         return f"array<{type_string(t['elementType'])}>"
     if kind == "map":
@@ -143,7 +145,7 @@ def check_logical_type(t: Any, where: str) -> LogicalType:
     Raises:
         MDSSchemaError: malformed or unsupported type.
     """
-    kind = _kind(t)
+    kind = type_kind(t)
     if kind == "unsupported":
         raise MDSSchemaError(f"{where}: unsupported logical type {t!r}")
     if kind == "decimal":
@@ -226,7 +228,7 @@ def logical_from_arrow(arrow_type: pa.DataType, column: str) -> LogicalType:
 
 def arrow_from_logical(t: LogicalType) -> pa.DataType:
     """The Arrow type in which a logical type is read when it is not its encoding's natural one."""
-    kind = _kind(t)
+    kind = type_kind(t)
     simple = {
         "byte": pa.int8(), "short": pa.int16(), "integer": pa.int32(), "long": pa.int64(),
         "float": pa.float32(), "double": pa.float64(), "boolean": pa.bool_(), "string": pa.string(),
@@ -253,7 +255,7 @@ def arrow_from_logical(t: LogicalType) -> pa.DataType:
 def ndarray_leaf(t: LogicalType) -> tuple[LogicalType, int] | None:
     """For an array of numbers or booleans nested ``d`` deep, ``(element type, d)``; else None."""
     depth = 0
-    while _kind(t) == "array":
+    while type_kind(t) == "array":
         t = t["elementType"]
         depth += 1
     if depth and (t in _NUMERIC_ELEMENT_DTYPES):
@@ -264,7 +266,7 @@ def ndarray_leaf(t: LogicalType) -> tuple[LogicalType, int] | None:
 def array_depth(t: LogicalType) -> tuple[LogicalType, int]:
     """The innermost element type of nested arrays and the nesting depth (0: not an array)."""
     depth = 0
-    while _kind(t) == "array":
+    while type_kind(t) == "array":
         t = t["elementType"]
         depth += 1
     return t, depth
@@ -297,7 +299,7 @@ _ARROW_DTYPES = {
 }  # fmt: skip
 
 
-def _numeric_dtype(arrow_type: pa.DataType) -> str | None:
+def numeric_dtype(arrow_type: pa.DataType) -> str | None:
     """The MDS dtype name of a numeric or boolean Arrow type (its natural encoding)."""
     if pa.types.is_boolean(arrow_type):
         return "uint8"
@@ -309,11 +311,11 @@ def default_encoding(t: LogicalType, arrow_type: pa.DataType | None = None) -> s
     their Arrow width and signedness (``uint16`` -> ``uint16``, ``float16`` -> ``float16``),
     lists of them become ``ndarray`` of that dtype, and lists made only of fixed-size lists get a
     static shape (``fixed_size_list<float32, 3>`` -> ``ndarray:float32:3``)."""
-    kind = _kind(t)
+    kind = type_kind(t)
     if arrow_type is not None and pa.types.is_dictionary(arrow_type):
         arrow_type = arrow_type.value_type
     if arrow_type is not None and (pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)):
-        return _numeric_dtype(arrow_type)  # type: ignore[return-value]
+        return numeric_dtype(arrow_type)  # type: ignore[return-value]
     defaults = {
         "byte": "int8", "short": "int16", "integer": "int32", "long": "int64", "float": "float32",
         "double": "float64", "boolean": "uint8", "string": "str", "binary": "bytes", "decimal": "str_decimal",
@@ -322,8 +324,8 @@ def default_encoding(t: LogicalType, arrow_type: pa.DataType | None = None) -> s
     if kind in defaults:
         return defaults[kind]
     arrow_leaf, sizes = _arrow_leaf(arrow_type)
-    if sizes and arrow_leaf is not None and _numeric_dtype(arrow_leaf):
-        dtype = _numeric_dtype(arrow_leaf)
+    if sizes and arrow_leaf is not None and numeric_dtype(arrow_leaf):
+        dtype = numeric_dtype(arrow_leaf)
         if all(sizes):
             return f"ndarray:{dtype}:{','.join(str(s) for s in sizes)}"
         return f"ndarray:{dtype}"
@@ -338,7 +340,7 @@ def default_encoding(t: LogicalType, arrow_type: pa.DataType | None = None) -> s
 def allowed_encodings(t: LogicalType) -> list[str]:
     """The encodings a column of logical type ``t`` may be stored with (§2 overrides), in
     readable form (``ndarray:<dtype>[:<shape>]`` stands for every ndarray form with a dtype)."""
-    kind = _kind(t)
+    kind = type_kind(t)
     integral = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "int", "str_int"]
     table = {
         "byte": integral, "short": integral, "integer": integral, "long": integral,
@@ -459,7 +461,7 @@ def read_arrow_type(t: LogicalType | None, enc: Encoding, info: NdarrayInfo | No
 
 def _same_type(a: LogicalType, b: LogicalType) -> bool:
     """Logical type equality, ignoring array/map nullability flags."""
-    ka, kb = _kind(a), _kind(b)
+    ka, kb = type_kind(a), type_kind(b)
     if ka != kb:
         return False
     if ka == "array":
@@ -505,7 +507,7 @@ def parse_spark_mds(obj: Any, source: str) -> tuple[list[Field], str | None]:
         check_logical_type(schema, f"{where}.schema")
     except MDSSchemaError as exc:
         raise MDSIndexError(str(exc)) from None
-    if _kind(schema) != "struct":
+    if type_kind(schema) != "struct":
         raise MDSIndexError(f"{where}.schema must be a struct type")
     fields = [Field(f["name"], f["type"], f["nullable"], f.get("metadata") or {}) for f in schema["fields"]]
     names = [f.name for f in fields]

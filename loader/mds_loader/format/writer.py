@@ -9,6 +9,7 @@ and compresses, hashes and writes finished shards on background threads.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "write_table",
 ]
 
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:")  # s3://, gs://, dbfs:/ ... (not a drive letter)
 _UNITS = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50, "eb": 1 << 60, "zb": 1 << 70, "yb": 1 << 80}
 
 
@@ -120,7 +122,7 @@ def prepare_output(out: Any, *, exist_ok: bool) -> LocalOutput:
         FileExistsError: the directory exists and is not empty (and ``exist_ok`` is false).
         MDSConfigError: a remote ``out`` (URLs and ``(local, remote)`` pairs come later).
     """
-    if isinstance(out, (tuple, list)) or (isinstance(out, str) and "://" in out):
+    if isinstance(out, (tuple, list)) or (isinstance(out, str) and _URL_RE.match(out)):
         raise MDSConfigError(f"remote outputs are not supported yet, got out={out!r}; write to a local directory")
     root = os.path.expanduser(os.fspath(out))
     if os.path.exists(root):
@@ -226,19 +228,19 @@ class ShardSink:
         if self._pool is None:
             self._pending.append(self._write(raw, raw_name, len(sizes)))
             return
-        self._reap(block=sum(isinstance(f, Future) and not f.done() for f in self._pending) >= self._workers)
+        self._reap(max_running=self._workers)
         self._pending.append(self._pool.submit(self._write, raw, raw_name, len(sizes)))
 
-    def _reap(self, block: bool) -> None:
-        """Raises the error of a failed background write; when ``block``, waits for the oldest
-        running write (bounding the shards held in memory)."""
+    def _reap(self, max_running: int) -> None:
+        """Raises the error of a failed background write, and waits for the oldest running
+        writes until fewer than ``max_running`` run (bounding the shards held in memory)."""
         futures = [f for f in self._pending if isinstance(f, Future)]
         for f in futures:
             if f.done():
                 f.result()
         running = [f for f in futures if not f.done()]
-        if block and running:
-            running[0].result()
+        for f in running[: max(0, len(running) - max_running + 1)]:
+            f.result()
 
     def _write(self, raw: bytes, raw_name: str, samples: int) -> dict:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {h: get_hash(h, raw) for h in self.hashes}}
@@ -250,11 +252,6 @@ class ShardSink:
             zip_info = {"basename": name, "bytes": len(data), "hashes": {h: get_hash(h, data) for h in self.hashes}}
         self.output.write_file(name, data)
         return {"samples": samples, "raw_data": raw_info, "zip_data": zip_info, **self.config}
-
-    @property
-    def has_samples(self) -> bool:
-        """Whether the current (unflushed) shard holds samples."""
-        return bool(self._sizes)
 
     def finish(self, *, write_empty: bool = False) -> list[dict]:
         """Flushes the last shard if it has samples (or, with ``write_empty``, if no shard was
@@ -350,12 +347,13 @@ class MDSWriter:
         self._num_var = sum(e.size is None for _, e in self.columns)
         self._head = struct.Struct(f"<{self._num_var}I")
         self._samples: list[bytes] = []
+        self._entries: list[dict] = []
         self._finished = False
 
     @property
     def shards(self) -> list[dict]:
-        """The shard entries written so far (complete after :meth:`finish`)."""
-        return list(self._entries) if self._finished else []
+        """The shard entries of ``index.json`` (available after :meth:`finish`)."""
+        return list(self._entries)
 
     def encode_sample(self, sample: Mapping[str, Any]) -> bytes:
         """Encodes one sample: the sizes of its variable-size columns, then every column.

@@ -6,7 +6,6 @@ import java.util.Locale
 import io.sparkmds.format._
 import org.apache.hadoop.conf.Configuration
 import org.apache.hadoop.fs.{FileContext, FileSystem, Options, Path}
-import org.apache.hadoop.io.IOUtils
 
 /** Hadoop FileSystem IO for MDS datasets: any scheme the cluster has configured. */
 object MdsFiles {
@@ -27,12 +26,15 @@ object MdsFiles {
       case e: FileNotFoundException => throw new MdsException(s"MDS shard $p listed in index.json does not exist", e)
     }
     try {
-      IOUtils.readFully(in, buf, 0, buf.length)
+      var pos = 0
+      var n = 0
+      while (pos < buf.length && { n = in.read(buf, pos, buf.length - pos); n > 0 }) pos += n
+      if (pos < buf.length) {
+        throw new MdsException(s"MDS file $p is shorter ($pos bytes) than the ${buf.length} bytes its index entry says")
+      }
       if (expected >= 0 && in.read() != -1) {
         throw new MdsException(s"MDS file $p is longer than the $expected bytes its index entry says")
       }
-    } catch {
-      case e: java.io.EOFException => throw new MdsException(s"MDS file $p is shorter than the $expected bytes its index entry says", e)
     } finally in.close()
     buf
   }

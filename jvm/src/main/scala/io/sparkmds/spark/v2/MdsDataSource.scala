@@ -34,8 +34,8 @@ class MdsDataSource extends TableProvider with DataSourceRegister with Creatable
 
   override def getTable(schema: StructType, partitioning: Array[Transform], properties: util.Map[String, String]): Table = {
     if (partitioning.nonEmpty) {
-      throw new MdsException(s"the mds source does not support partitioning (got ${partitioning.mkString(", ")}); " +
-        "write without partitionBy / PARTITIONED BY")
+      throw new MdsException(s"the mds source does not support partitionBy / PARTITIONED BY (got " +
+        s"${partitioning.mkString(", ")}): MDS has no partition directories; write without it")
     }
     new MdsTable(schema, properties.asScala.toMap)
   }
@@ -46,6 +46,10 @@ class MdsDataSource extends TableProvider with DataSourceRegister with Creatable
   override def createRelation(sqlContext: SQLContext, mode: SaveMode, parameters: Map[String, String],
       data: DataFrame): BaseRelation = {
     val path = MdsDataSource.pathOf(parameters)
+    if (parameters.keySet.exists(_.equalsIgnoreCase("__partition_columns"))) {
+      throw new MdsException("the mds source does not support partitionBy: MDS has no partition directories; " +
+        "write without partitionBy (or write one dataset per partition value)")
+    }
     new MdsOptions(parameters) // validate options before touching anything
     val session = data.sparkSession
     val exists = MdsWriteJob.exists(session, path, parameters)

@@ -285,8 +285,23 @@ object MdsDeserializer {
           var i = 0; while (i < n) { a(i) = r(b, p + i * dtype.size) != 0; i += 1 }
           UnsafeArrayData.fromPrimitiveArray(a)
         case ByteType | ShortType | IntegerType | LongType =>
-          val r: (Array[Byte], Int) => Long =
+          val (lo, hi) = leaf match {
+            case ByteType => (Byte.MinValue.toLong, Byte.MaxValue.toLong)
+            case ShortType => (Short.MinValue.toLong, Short.MaxValue.toLong)
+            case IntegerType => (Int.MinValue.toLong, Int.MaxValue.toLong)
+            case _ => (Long.MinValue, Long.MaxValue)
+          }
+          val raw: (Array[Byte], Int) => Long =
             if (dtype.isInteger) longReader(dtype) else { val d = doubleReader(dtype); (b, o) => d(b, o).toLong }
+          // A value that does not fit the column's type fails instead of wrapping around.
+          val r: (Array[Byte], Int) => Long = (b, o) => {
+            val v = raw(b, o)
+            if (v < lo || v > hi || (dtype == DType.UInt64 && v < 0)) {
+              throw bad(s"value ${if (dtype == DType.UInt64) unsigned(v) else v} (dtype ${dtype.name}) does not fit " +
+                s"${leaf.sql}; read this column as binary (the stored bytes) with a user-given schema")
+            }
+            v
+          }
           leaf match {
             case ByteType => val a = new Array[Byte](n); var i = 0; while (i < n) { a(i) = r(b, p + i * dtype.size).toByte; i += 1 }; UnsafeArrayData.fromPrimitiveArray(a)
             case ShortType => val a = new Array[Short](n); var i = 0; while (i < n) { a(i) = r(b, p + i * dtype.size).toShort; i += 1 }; UnsafeArrayData.fromPrimitiveArray(a)

@@ -79,7 +79,10 @@ class MdsScan(tableSchema: StructType, required: StructType, options: Map[String
     case Some((index, layout)) =>
       // Fail on the driver when the requested columns do not fit the data.
       if (required.nonEmpty) new MdsDeserializer(layout, required)
-      val target = opts.maxPartitionBytes
+      // Like Spark's file sources: spread the data over the cores, but never group past the maximum.
+      val total = index.shards.map(_.storedFile.bytes).sum
+      val parallelism = math.max(1, session.sparkContext.defaultParallelism)
+      val target = math.min(opts.maxPartitionBytes, math.max(4L << 20, total / parallelism))
       val groups = Array.newBuilder[InputPartition]
       var cur = Vector.empty[MdsShardRef]
       var size = 0L

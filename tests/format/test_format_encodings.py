@@ -354,3 +354,20 @@ def test_prop_lossless_images(mode: str, seed: int, w: int, h: int) -> None:
         assert got.mode == img.mode and np.array_equal(np.asarray(got), np.asarray(img))
     got = roundtrip("list[pil]", [img, img])[1]
     assert len(got) == 2 and np.array_equal(np.asarray(got[1]), np.asarray(img))
+
+
+def test_pillow_is_imported_only_for_images() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, mds_loader, mds_loader.format as f; import pyarrow as pa, tempfile; "
+            "d = tempfile.mkdtemp() + '/ds'; mds_loader.write_table(pa.table({'x': [1]}), d); mds_loader.read_table(d); "
+            "print('PIL' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_pil_header_cannot_ask_for_a_huge_image() -> None:
+    payload = np.array([2**31, 2**20, 3], "<u4").tobytes() + b"RGB" + b"\x00" * 12
+    with pytest.raises(MDSFormatError, match="needs 6755399441055744 bytes of pixels, the payload has 12"):
+        parse_encoding("pil").decode(payload)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mds_loader import (
     MDSChecksumError,
@@ -328,3 +330,93 @@ def test_the_index_lists_the_only_files_read(tmp_path: Path) -> None:
     out = _write(tmp_path)
     shutil.copy(out / "shard.00000.mds", out / "shard.00001.mds")  # not in the index: ignored
     assert read_table(out).num_rows == 20
+
+
+# ---------------------------------------------------------------------------- fuzzing
+
+_FUZZ_COLUMNS = {"s": "str", "x": "int32", "a": "ndarray", "f": "ndarray:float32:2", "j": "json", "n": "str_int",
+                 "b": "bytes", "l": "list[pil]", "d": "str_decimal"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz_shard(tmp_path_factory) -> tuple[bytes, dict]:
+    from decimal import Decimal
+
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("fuzz") / "ds"
+    with MDSWriter(out=str(out), columns=_FUZZ_COLUMNS) as w:
+        for i in range(6):
+            w.write({"s": "é" * i, "x": i, "a": np.arange(i + 1, dtype=np.int16).reshape(1, -1), "f": np.ones(2, np.float32),
+                     "j": {"i": [i]}, "n": -i, "b": bytes(i), "l": [Image.new("L", (2, 1), i)] * (i % 2), "d": Decimal(i)})  # fmt: skip
+    return (out / "shard.00000.mds").read_bytes(), load_index(out).shards[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_prop_corrupt_shards_raise_only_mds_errors(tmp_path_factory, fuzz_shard, data) -> None:
+    """Truncated, extended and bit-flipped shards: every failure is an MDSError naming the file
+    (never an IndexError, a numpy error, a crash or a huge allocation)."""
+    original, entry = fuzz_shard
+    raw = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "set", "truncate", "extend"]))
+        if action == "truncate" and raw:
+            del raw[data.draw(st.integers(0, len(raw) - 1)) :]
+        elif action == "extend":
+            raw += data.draw(st.binary(min_size=1, max_size=8))
+        elif raw:
+            pos = data.draw(st.integers(0, len(raw) - 1))
+            raw[pos] = data.draw(st.integers(0, 255)) if action == "set" else raw[pos] ^ (1 << data.draw(st.integers(0, 7)))
+    path = tmp_path_factory.mktemp("f") / "shard.00000.mds"
+    path.write_bytes(bytes(raw))
+    use_entry = data.draw(st.booleans())
+    try:
+        reader = ShardReader(path, entry if use_entry else None)
+    except MDSError as exc:
+        assert str(path) in str(exc)
+        return
+    n = reader.num_samples
+    for i in range(min(n, 8)):
+        try:
+            reader.get_sample(i)
+        except MDSError as exc:
+            assert str(path) in str(exc)
+    for columns in (None, ["s", "x"], ["a", "f"], ["j", "n", "d"], ["b", "l"]):
+        try:
+            reader.read_batch(np.arange(min(n, 8))[::-1], columns)
+        except KeyError:
+            assert not use_entry  # the embedded config was damaged: a column was renamed
+        except MDSError as exc:
+            assert str(path) in str(exc) or "column" in str(exc)
+    reader.close()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_prop_hostile_index_values(tmp_path_factory, data) -> None:
+    """Any value at any place of an index gives an MDSIndexError (or is valid), nothing else."""
+    obj = _index(tmp_path_factory.mktemp("i"))
+    node = obj  # walk down a random path, then replace one entry of the node reached
+    for step in data.draw(st.lists(st.sampled_from(["shards", 0, "raw_data", "zip_data", "column_sizes", "hashes",
+                                                    "column_encodings", "column_names"]), max_size=4)):  # fmt: skip
+        if isinstance(node, dict) and step in node and isinstance(node[step], (dict, list)):
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node) and isinstance(node[step], (dict, list)):
+            node = node[step]
+    value = data.draw(_json_values)
+    if isinstance(node, dict):
+        node[data.draw(st.sampled_from(sorted(node) + ["extra"]))] = value
+    elif node:
+        node[data.draw(st.integers(0, len(node) - 1))] = value
+    try:
+        parse_index(json.loads(json.dumps(obj)), "idx.json")
+    except MDSIndexError as exc:
+        assert str(exc).startswith("idx.json")

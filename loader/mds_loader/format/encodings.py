@@ -292,7 +292,7 @@ class Encoding:
             raise MDSFormatError(f"{self.text!r} payload must be {self.size} bytes, got {len(data)}")
         try:
             return self._decode(data)
-        except (MDSFormatError, ImportError):
+        except (MDSFormatError, ImportError, MemoryError):
             raise
         except Exception as exc:  # any decoder failure means a malformed payload
             raise MDSFormatError(f"malformed {self.text!r} payload ({len(data)} bytes): {exc}") from exc
@@ -413,8 +413,19 @@ def _decode_image(kind: str, data: bytes | bytearray | memoryview) -> Any:
             raise MDSFormatError(f"'pil' payload of {len(data)} bytes is shorter than its 12-byte header")
         width, height, mode_size = (int(x) for x in np.frombuffer(data, _U32, 3))
         mode = data[12 : 12 + mode_size].decode("utf-8")
-        return Image.frombytes(mode, (width, height), data[12 + mode_size :])
+        raw = data[12 + mode_size :]
+        # Checked before Pillow allocates the image, so that a corrupt header cannot ask for terabytes.
+        needed = ((width + 7) // 8) * height if mode == "1" else width * height * _pixel_bytes(mode)
+        if len(raw) < needed:
+            raise MDSFormatError(f"a {width}x{height} {mode} image needs {needed} bytes of pixels, the payload has {len(raw)}")
+        return Image.frombytes(mode, (width, height), raw)
     return Image.open(io.BytesIO(bytes(data)))  # lazy, like the reference
+
+
+@lru_cache(maxsize=None)
+def _pixel_bytes(mode: str) -> int:
+    """Bytes per pixel of a PIL mode's raw data."""
+    return len(require_pillow().new(mode, (1, 1)).tobytes())
 
 
 def _short(value: Any) -> str:

@@ -250,6 +250,8 @@ class ShardReader:
             encodings = [parse_encoding(t) for t in texts]
             if not len(names) == len(encodings) == len(sizes) or any(s != e.size for s, e in zip(sizes, encodings)):
                 raise ValueError("column lists disagree")
+            if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+                raise ValueError("column names are not distinct strings")
         except (ValueError, KeyError, TypeError, MDSError) as exc:
             raise MDSFormatError(f"{self.path}: the shard's embedded config is malformed ({exc}); open it with its index entry") from None
         return list(names), encodings, list(sizes)

@@ -420,3 +420,16 @@ def test_prop_hostile_index_values(tmp_path_factory, data) -> None:
         parse_index(json.loads(json.dumps(obj)), "idx.json")
     except MDSIndexError as exc:
         assert str(exc).startswith("idx.json")
+
+
+def test_verify_checks_every_listed_file(tmp_path: Path) -> None:
+    out = _write(tmp_path, compression="zstd", hashes=["sha1", "xxh64"], n=50, size_limit=300)
+    with MDSDataset(out) as ds:
+        ds.verify()
+        ds.verify("xxh64")
+    raw = out / load_index(out).shards[2].raw_data.basename
+    data = bytearray(raw.read_bytes())
+    data[-1] ^= 1
+    raw.write_bytes(bytes(data))  # a damaged decompressed file (the zip file is intact)
+    with MDSDataset(out) as ds, pytest.raises(MDSChecksumError, match=rf"{raw.name}: sha1 checksum mismatch"):
+        ds.verify()

@@ -208,6 +208,14 @@ object MdsDeserializer {
     case _ => throw cannot(col, enc, t)
   }
 
+  /** numpy's `can_cast(from, to, "safe")` for the MDS dtypes. */
+  def safeCast(from: DType, to: DType): Boolean =
+    if (from == to) true
+    else if (from.isFloat) to.isFloat && from.size <= to.size
+    else if (to.isFloat) from.size < to.size || (to == DType.Float16 && from.size == 1)
+    else if (to.signed) if (from.signed) from.size <= to.size else from.size < to.size
+    else !from.signed && from.size <= to.size
+
   private def isUInt64Array(t: DataType): Boolean = t match {
     case ArrayType(_: DecimalType, _) => true
     case ArrayType(a: ArrayType, _) => isUInt64Array(a)
@@ -221,6 +229,8 @@ object MdsDeserializer {
       walk(at, 0)
     }
     private val shapeBuf = new Array[Int](64)
+    // The dtype rows of this column are expected to have; another one must cast safely (numpy rules).
+    private val columnDType: DType = enc.dtype.orElse(SchemaConverter.dtypeOf(leaf)).getOrElse(DType.UInt64)
 
     private def bad(msg: String) = new MdsException(s"column '$col' (encoding ${enc.name}): $msg")
 
@@ -250,6 +260,10 @@ object MdsDeserializer {
             k += 1
           }
           nd
+      }
+      if (dtype != columnDType && !MdsDeserializer.safeCast(dtype, columnDType)) {
+        throw bad(s"a value has dtype ${dtype.name}, which does not cast safely to the column's ${columnDType.name} " +
+          s"(${at.sql}); read this column as binary (the stored bytes) with a user-given schema")
       }
       var n = 1L
       var k = 0

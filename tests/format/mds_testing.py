@@ -1,5 +1,6 @@
-"""Paths and helpers shared by the format tests (a uniquely named module: several test
-directories have a conftest.py, so ``from conftest import ...`` is ambiguous)."""
+"""Paths and helpers shared by the format tests. (A uniquely named module rather than a
+conftest.py: test modules of several directories import ``conftest``, which must stay
+tests/conftest.py for them.)"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,19 @@ from mds_tagged import assert_same, assert_tables_equal, assert_tagged
 
 from mds_loader import MDSChecksumError, MDSSchemaError, MDSUnsafeError, MDSWriter, read_table
 from mds_loader.format import MDSDataset, ShardReader, parse_encoding
+
+
+@pytest.fixture
+def golden(tmp_path: Path):
+    """Returns a function that copies a golden dataset to a temporary directory (reading a
+    compressed dataset writes decompressed shards next to the compressed ones)."""
+
+    def copy(name: str) -> Path:
+        dst = tmp_path / name
+        shutil.copytree(DATASETS / name, dst)
+        return dst
+
+    return copy
 
 
 def expected(name: str) -> dict:

@@ -124,3 +124,23 @@ def test_hostile_and_corrupt_indexes(spark, out):
         f.write((10**6).to_bytes(4, "little") + data[4:])
     raises(lambda: spark.read.format("mds").load(out).collect(),
            r"corrupt MDS shard .*shard\..*mds: the header announces 1000000 samples")
+
+
+def test_concurrent_change_of_the_index_fails_the_job(spark, out):
+    """The driver publishes only if index.json is still the one the job started from."""
+    spark.range(5).write.format("mds").save(out)
+    index_path = os.path.join(out, "index.json")
+    original = open(index_path, "rb").read()
+
+    @F.udf("long")
+    def meddle(x):  # another writer publishes while this job runs
+        if x == 0:
+            with open(index_path, "wb") as f:
+                f.write(original.replace(b'"version": 2}', b'"other_writer": 1, "version": 2}'))
+        return x
+
+    raises(lambda: spark.range(10, numPartitions=1).select(meddle("id").alias("id"))
+           .write.format("mds").mode("append").save(out),
+           r"was changed by another writer while this job ran .*retry the write")
+    assert b"other_writer" in open(index_path, "rb").read()
+    assert files(out) == {"index.json"} | {s["zip_data"]["basename"] for s in read_index(out)["shards"]}

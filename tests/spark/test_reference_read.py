@@ -177,3 +177,42 @@ def test_images_as_stored_bytes(spark):
             mode = b[12:12 + n].decode()
             assert mode == e[k]["image"]["mode"] and [w, h] == e[k]["image"]["size"]
             assert b[12 + n:] == nd(e[k]["image"]["pixels"]).tobytes()
+
+
+def test_merged_index_with_subdirectories(spark, tmp_path, ref_python):
+    """A `dataframe_to_mds` / `merge_index` layout: shards under task-attempt subdirectories, an index
+    written without sorted keys. Built from the tabular_zstd fixture; the reference reads it too."""
+    import shutil
+
+    src = DATASETS / "tabular_zstd"
+    idx = json.loads((src / "index.json").read_text())
+    shards = []
+    for i, s in enumerate(idx["shards"]):
+        sub = str(8 + i % 3)
+        (tmp_path / sub).mkdir(exist_ok=True)
+        shutil.copy(src / s["zip_data"]["basename"], tmp_path / sub / s["zip_data"]["basename"])
+        s = dict(s, raw_data=dict(s["raw_data"], basename=f"{sub}/{s['raw_data']['basename']}"),
+                 zip_data=dict(s["zip_data"], basename=f"{sub}/{s['zip_data']['basename']}"))
+        shards.append(s)
+    (tmp_path / "index.json").write_text(json.dumps({"version": 2, "shards": shards}))
+    df = spark.read.format("mds").load(str(tmp_path))
+    assert [r.id for r in df.select("id").collect()] == [int(e["id"]["scalar"]["repr"]) for e in expected("tabular_zstd")["samples"]]
+    # appending keeps the foreign layout and its basenames; overwrite removes the old subdirectory shards
+    df.limit(5).write.format("mds").mode("append").option("nulls", "error").save(str(tmp_path))
+    assert spark.read.format("mds").load(str(tmp_path)).count() == 305
+    merged = json.loads((tmp_path / "index.json").read_text())
+    assert "spark_mds" not in merged and merged["shards"][0]["raw_data"]["basename"].startswith("8/")
+    from conftest import ROOT
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_root_conftest_rr", ROOT / "tests" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    n = mod.run_reference(ref_python, "import sys, json\nfrom streaming import StreamingDataset\n"
+                          "ds = StreamingDataset(local=sys.argv[1], batch_size=1)\n"
+                          "print(json.dumps([int(ds[i]['id']) for i in range(ds.num_samples)]))", str(tmp_path))
+    assert len(n) == 305 and n[-5:] == n[:5]
+    df2 = spark.range(3)
+    df2.write.format("mds").mode("overwrite").save(str(tmp_path))
+    left = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert left == {"index.json"} | {s["raw_data"]["basename"] + ".zstd" for s in json.loads((tmp_path / "index.json").read_text())["shards"]}

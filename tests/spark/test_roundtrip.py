@@ -225,6 +225,11 @@ def test_sql_statements(spark, all_types, out, tmp_path):
         spark.sql(f"CREATE TABLE t_ctas_loc USING mds LOCATION '{tmp_path / 'ctas'}' AS SELECT id, st FROM {src}")
         assert_same_rows(spark.read.format("mds").load(str(tmp_path / "ctas")), spark.table("t_ctas_loc"))
 
+        spark.sql(f"CREATE OR REPLACE TABLE t_ctas USING mds AS SELECT id, str FROM {src} WHERE id < 2")
+        assert sorted(r.id for r in spark.table("t_ctas").collect()) == [0, 1]
+        all_types.select("id", "str").writeTo("t_ctas").append()
+        assert spark.table("t_ctas").count() == 6
+
         all_types.write.format("mds").saveAsTable("t_saved")
         all_types.write.format("mds").mode("append").saveAsTable("t_saved")
         assert spark.table("t_saved").count() == 8

@@ -249,3 +249,17 @@ def test_sql_statements(spark, all_types, out, tmp_path):
         for t in ["t_loc", "t_cols", "t_managed", "t_ctas", "t_ctas_loc", "t_saved"]:
             spark.sql(f"DROP TABLE IF EXISTS {t}")
         spark.sql("DROP VIEW IF EXISTS v_mds")
+
+
+def test_many_small_samples_per_shard(spark, out):
+    """Shards of thousands of tiny samples (headers larger than the writer's initial reserve)."""
+    df = spark.range(0, 30000, numPartitions=1).selectExpr("id", "cast(id % 7 as byte) as b")
+    df.write.format("mds").option("size_limit", "100kb").option("hashes", "sha1").save(out)
+    idx = read_index(out)
+    assert len(idx["shards"]) >= 3 and all(s["raw_data"]["bytes"] <= 102400 for s in idx["shards"])
+    assert sum(s["samples"] for s in idx["shards"]) == 30000
+    back = spark.read.format("mds").option("validate_hash", "sha1").load(out)
+    assert [r.id for r in back.select("id").collect()] == list(range(30000))
+    one = out + "_one"
+    df.write.format("mds").option("compression", "none").save(one)  # one shard, 30000 samples
+    assert [r.b for r in spark.read.format("mds").load(one).select("b").collect()] == [i % 7 for i in range(30000)]

@@ -17,6 +17,10 @@ final class ByteBuf(initialCapacity: Int = 1 << 16) {
   def position_=(p: Int): Unit = pos = p
   def clear(): Unit = pos = 0
 
+  /** Growth stops at this capacity while it suffices (0: no cap), so a buffer sized by a shard limit
+   *  does not double past it. */
+  var softMax: Long = 0L
+
   /** Makes room for `n` more bytes. */
   def ensure(n: Int): Unit = {
     val need = pos.toLong + n
@@ -26,6 +30,7 @@ final class ByteBuf(initialCapacity: Int = 1 << 16) {
       }
       var cap = arr.length.toLong * 2
       while (cap < need) cap *= 2
+      if (softMax > 0 && need <= softMax) cap = math.min(cap, softMax)
       val next = new Array[Byte](math.min(cap, Int.MaxValue - 16L).toInt)
       System.arraycopy(arr, 0, next, 0, pos)
       arr = next
@@ -56,11 +61,17 @@ final class ByteBuf(initialCapacity: Int = 1 << 16) {
   }
   def putUtf8(s: String): Unit = putBytes(s.getBytes(StandardCharsets.UTF_8))
 
-  /** Moves bytes [from, position) to the start of the buffer. */
-  def compactFrom(from: Int): Unit = {
+  /** Moves bytes [from, position) to offset `to`. */
+  def moveTail(from: Int, to: Int): Unit = {
     val n = pos - from
-    System.arraycopy(arr, from, arr, 0, n)
-    pos = n
+    if (to <= from) System.arraycopy(arr, from, arr, to, n)
+    else { // rare (the header reserve grew): the move may need a larger array
+      val tail = java.util.Arrays.copyOfRange(arr, from, from + n)
+      pos = to
+      ensure(n)
+      System.arraycopy(tail, 0, arr, to, n)
+    }
+    pos = to + n
   }
 
   def toByteArray: Array[Byte] = java.util.Arrays.copyOf(arr, pos)

@@ -16,11 +16,15 @@ import org.xerial.snappy.Snappy
 final case class Compression(name: String, family: String, level: Int) {
   def extension: String = family
 
-  /** Compresses `src[off, off+len)`; returns the buffer and the compressed length. */
-  def compress(src: Array[Byte], off: Int, len: Int): (Array[Byte], Int) = family match {
+  /**
+   * Compresses `src[off, off+len)`; returns the buffer and the compressed length. `reuse`, when
+   * large enough, is used as the output buffer (zstd, snappy).
+   */
+  def compress(src: Array[Byte], off: Int, len: Int, reuse: Array[Byte] = null): (Array[Byte], Int) = family match {
     case "zstd" =>
       // One-shot ZSTD_compress, like python-zstd's zstd.compress: identical frames for one libzstd.
-      val dst = new Array[Byte](Zstd.compressBound(len.toLong).toInt)
+      val bound = Zstd.compressBound(len.toLong).toInt
+      val dst = if (reuse != null && reuse.length >= bound) reuse else new Array[Byte](bound)
       val n = Zstd.compressByteArray(dst, 0, dst.length, src, off, len, level)
       if (Zstd.isError(n)) throw new MdsException(s"zstd compression failed: ${Zstd.getErrorName(n)}")
       (dst, n.toInt)
@@ -31,7 +35,8 @@ final case class Compression(name: String, family: String, level: Int) {
       out.write(src, off, len); out.close()
       (bos.toByteArray, bos.size())
     case "snappy" =>
-      val dst = new Array[Byte](Snappy.maxCompressedLength(len))
+      val bound = Snappy.maxCompressedLength(len)
+      val dst = if (reuse != null && reuse.length >= bound) reuse else new Array[Byte](bound)
       val n = Snappy.rawCompress(src, off, len, dst, 0)
       (dst, n)
     case "lz4" =>

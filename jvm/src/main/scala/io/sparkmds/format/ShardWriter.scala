@@ -31,14 +31,26 @@ final class ShardWriter(
   private val extraPerShard: Long = 4L + 4L + configBytes.length
   private val limit: Long = sizeLimit.filter(_ > 0).getOrElse(0L)
 
-  /** Encoded samples of the current shard, back to back. */
-  val data: ByteBuf = new ByteBuf(math.min(initialBuffer.toLong, math.max(limit, 1L << 16)).toInt)
+  /**
+   * Room kept in front of the samples for the shard header (N, offsets, config), so a shard is
+   * hashed, compressed and written straight from [[data]] without a copy. It grows when a shard
+   * has more samples than it fits.
+   */
+  private var reserve: Int = configBytes.length + 8 + 4 * 4096
+
+  /** Encoded samples of the current shard, back to back, starting at `reserve`. */
+  val data: ByteBuf = {
+    val b = new ByteBuf(math.min(initialBuffer.toLong, math.max(limit, 1L << 16)).toInt + reserve)
+    if (limit > 0) b.softMax = limit + reserve + (1L << 16)
+    b.position = reserve
+    b
+  }
   private var ends: Array[Int] = new Array[Int](1024) // end offset of each sample in `data`
   private var count: Int = 0
   private var currentSize: Long = extraPerShard
-  private var sampleStart: Int = 0
+  private var sampleStart: Int = reserve
   private var shardIndex: Int = 0
-  private var raw: Array[Byte] = Array.emptyByteArray
+  private var zbuf: Array[Byte] = null // reused compression output
   private val entries = Vector.newBuilder[ShardEntry]
 
   def beginSample(): Unit = sampleStart = data.position
@@ -48,8 +60,8 @@ final class ShardWriter(
     val cost = len.toLong + 4
     if (limit > 0 && limit < currentSize + cost) {
       flush(sampleStart)
-      data.compactFrom(sampleStart)
-      sampleStart = 0
+      data.moveTail(sampleStart, reserve)
+      sampleStart = reserve
     }
     if (currentSize + cost > 0xffffffffL) {
       throw new MdsException(s"an MDS shard cannot exceed 4 GiB (uint32 offsets); set size_limit below ${1L << 32}")
@@ -63,34 +75,42 @@ final class ShardWriter(
   /** Flushes the last shard (if it has samples) and returns every shard entry written. */
   def finish(): Seq[ShardEntry] = {
     if (count > 0) flush(data.position)
-    data.clear()
+    data.position = reserve
+    zbuf = null
     entries.result()
   }
 
-  /** Writes samples [0, count) whose bytes are data[0, dataEnd) as one shard. */
+  /** Writes samples [0, count), whose bytes are data[reserve, dataEnd), as one shard. */
   private def flush(dataEnd: Int): Unit = {
     val n = count
     val header = 4 + 4 * (n + 1) + configBytes.length
-    val total = header.toLong + dataEnd
-    if (total > Int.MaxValue - 16) throw new MdsException(s"an MDS shard of $total bytes does not fit in memory; lower size_limit")
-    if (raw.length < total) raw = new Array[Byte](math.max(total.toInt, math.min(raw.length.toLong * 2, Int.MaxValue - 16L).toInt))
+    val dataLen = dataEnd - reserve
+    val rawLen = header.toLong + dataLen
+    if (rawLen > Int.MaxValue - 16) throw new MdsException(s"an MDS shard of $rawLen bytes does not fit in memory; lower size_limit")
+    val (raw, rawOff) =
+      if (header <= reserve) (data.array, reserve - header)
+      else { // more samples than the reserve fits: copy once, and reserve more from now on
+        val r = new Array[Byte](rawLen.toInt)
+        System.arraycopy(data.array, reserve, r, header, dataLen)
+        (r, 0)
+      }
     val bb = java.nio.ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN)
-    bb.putInt(0, n)
-    bb.putInt(4, header)
+    bb.putInt(rawOff, n)
     var i = 0
-    while (i < n) { bb.putInt(8 + 4 * i, header + ends(i)); i += 1 }
-    System.arraycopy(configBytes, 0, raw, 4 + 4 * (n + 1), configBytes.length)
-    System.arraycopy(data.array, 0, raw, header, dataEnd)
-    val rawLen = total.toInt
+    bb.putInt(rawOff + 4, header)
+    while (i < n) { bb.putInt(rawOff + 8 + 4 * i, header + (ends(i) - reserve)); i += 1 }
+    System.arraycopy(configBytes, 0, raw, rawOff + 4 + 4 * (n + 1), configBytes.length)
+    val len = rawLen.toInt
 
     val base = sink.nextBasename(shardIndex)
-    val rawInfo = FileInfo(base, rawLen, hashes.map(h => h -> Hashing.hexdigest(h, raw, 0, rawLen)))
+    val rawInfo = FileInfo(base, len, hashes.map(h => h -> Hashing.hexdigest(h, raw, rawOff, len)))
     val zipInfo = compression match {
       case None =>
-        sink.write(base, raw, 0, rawLen)
+        sink.write(base, raw, rawOff, len)
         None
       case Some(c) =>
-        val (z, zlen) = c.compress(raw, 0, rawLen)
+        val (z, zlen) = c.compress(raw, rawOff, len, zbuf)
+        if (c.family == "zstd" || c.family == "snappy") zbuf = z
         val zbase = s"$base.${c.extension}"
         sink.write(zbase, z, 0, zlen)
         Some(FileInfo(zbase, zlen, hashes.map(h => h -> Hashing.hexdigest(h, z, 0, zlen))))
@@ -98,9 +118,12 @@ final class ShardWriter(
     entries += ShardEntry(columnEncodings, columnNames, columnSizes, compression.map(_.name), hashes, rawInfo, n,
       sizeLimit, zipInfo)
     shardIndex += 1
-    // Keep the unfinished sample's end bookkeeping consistent: it is re-added by endSample.
     count = 0
     currentSize = extraPerShard
+    if (header > reserve) { // grow the reserve for the next shards; the caller moves the pending sample
+      reserve = header + header / 4
+      if (limit > 0) data.softMax = limit + reserve + (1L << 16)
+    }
   }
 }
 

@@ -129,6 +129,10 @@ def test_save_modes(spark, all_types, out):
     df.where("id >= 2").write.format("mds").mode("overwrite").save(out)
     assert_same_rows(spark.read.format("mds").load(out), df.where("id >= 2"))
     assert files(out) == referenced(out)  # the replaced shards are gone
+    # overwrite from a query that reads the same dataset: old shards go only after the new index is out
+    spark.read.format("mds").load(out).where("id = 3").write.format("mds").mode("overwrite").save(out)
+    assert_same_rows(spark.read.format("mds").load(out), df.where("id = 3"))
+    assert files(out) == referenced(out)
     # ignore on a new path writes
     other = out + "_ignore"
     df.write.format("mds").mode("ignore").save(other)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data"
-REFERENCE_DATA = DATA / "reference"  # written by mosaicml-streaming 0.13.0 (see its README.md)
-REF_VENV = Path(os.environ.get("MDS_REF_VENV", ROOT / ".venv-ref"))
+# CI runs every property test on the same examples (a red build must be reproducible); explore
+# new random examples locally with `pytest --hypothesis-profile=dev`.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support import REF_VENV, REFERENCE_DATA, run_reference  # noqa: E402,F401 (re-exported)
 
 
 @pytest.fixture(scope="session")
@@ -29,22 +33,3 @@ def ref_python() -> Path:
     if not python.exists():
         pytest.fail(f"the reference virtualenv is missing at {REF_VENV}; run `make ref-venv`")
     return python
-
-
-def run_reference(ref_python: Path, script: str, *args: str, timeout: float = 600) -> object:
-    """Runs `script` (Python source) with the reference implementation and returns the JSON it
-    prints on its last line of stdout. The script gets `args` as sys.argv[1:]."""
-    proc = subprocess.run(
-        [str(ref_python), "-c", script, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"},
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"reference script failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    return json.loads(lines[-1])
-
-
-sys.path.insert(0, str(ROOT / "tests"))

@@ -13,6 +13,9 @@ from .errors import (
     MDSUnsafeError,
 )
 from .format import MDSDataset, MDSWriter, open_dataset, read_table, write_table
+from .stream import Stream
+from .dataset import StreamingDataset
+from .dataloader import StreamingDataLoader
 
 __version__ = "0.1.0"
 
@@ -28,6 +31,9 @@ __all__ = [
     "MDSSchemaError",
     "MDSUnsafeError",
     "MDSWriter",
+    "Stream",
+    "StreamingDataLoader",
+    "StreamingDataset",
     "open_dataset",
     "read_table",
     "write_table",

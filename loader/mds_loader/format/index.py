@@ -171,6 +171,8 @@ class ShardEntry:
         if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
             raise MDSIndexError(f"{where}: column_names must be distinct strings, got {names!r}")
         for name, text, size in zip(names, encodings, sizes):
+            if not isinstance(text, str):
+                raise MDSIndexError(f"{where}: column {name!r} has encoding {text!r}; encodings must be strings")
             try:
                 enc = parse_encoding(text)
             except MDSEncodingError as exc:

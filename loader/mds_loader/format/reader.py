@@ -320,12 +320,13 @@ class ShardReader:
 
     # ------------------------------------------------------------------ per batch
 
-    def read_batch(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.RecordBatch:
+    def read_batch(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
+                   schema: ReadSchema | None = None) -> pa.RecordBatch:
         """Decodes samples ``indices`` (any order, repeats allowed) into a record batch whose rows
         follow ``indices``. Only ``columns`` (default: all) are decoded.
 
-        Column types follow the reader's :attr:`schema` (with a dataset's schema: logical types
-        and real nulls).
+        Column types follow ``schema``, by default the reader's :attr:`schema` (with a dataset's
+        schema: logical types and real nulls).
 
         Raises:
             IndexError: an index out of range.
@@ -334,7 +335,7 @@ class ShardReader:
             MDSSchemaError: values that the column's Arrow type cannot hold (e.g. ndarray rows of
                 another depth than the first sample's).
         """
-        schema = self.schema
+        schema = self.schema if schema is None else schema
         selected = schema.select(columns)
         idx = np.asarray(indices, dtype=_I64).reshape(-1)
         n = self.num_samples

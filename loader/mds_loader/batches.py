@@ -1,0 +1,155 @@
+"""Decoded batches handed to training: torch tensors, NumPy arrays, Arrow or Polars.
+
+The ``"torch"`` format is exactly what ``torch.utils.data.default_collate`` makes of the
+per-sample dicts that the reference (and our per-sample iteration) yields: numeric columns become
+1-d tensors of the column's dtype, ``ndarray`` columns a stacked tensor, ``str`` and ``bytes``
+columns lists. It is built from whole Arrow columns, zero-copy where the layout allows, instead of
+collating one Python object per sample. Columns whose per-sample values default_collate cannot
+stack the same way (decimals, JSON, pickles, images) are not eligible: the loader then falls back
+to per-sample iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import MDSSchemaError
+from .format.encodings import Encoding
+from .format.reader import ReadColumn
+
+__all__ = ["BATCH_FORMATS", "collatable", "null_rows", "to_numpy", "to_torch"]
+
+BATCH_FORMATS = ("torch", "numpy", "arrow", "polars")
+
+# Encodings whose reference values default_collate turns into one tensor or list per column.
+_NUMERIC = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
+            "float64", "int", "str_int", "str_float"}
+
+
+def collatable(encoding: Encoding) -> bool:
+    """Whether a column's values collate to a tensor or a list that the batch path can build."""
+    if encoding.name in _NUMERIC or encoding.name in ("str", "bytes"):
+        return True
+    return encoding.kind == "ndarray" and encoding.dtype is not None
+
+
+def null_rows(mask: pa.Array, columns: Sequence[ReadColumn]) -> dict[str, np.ndarray]:
+    """Rows where each column is null, from the ``__nulls__`` column of a batch."""
+    bits = _fixed_values(mask).reshape(len(mask), -1)
+    out = {}
+    for c in columns:
+        if c.null_bit is not None:
+            rows = (bits[:, c.null_bit // 8] >> (c.null_bit % 8)) & 1
+            if rows.any():
+                out[c.name] = np.flatnonzero(rows)
+    return out
+
+
+def _writable_values(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """The values buffer of a primitive array as numpy, without a copy when Arrow owns mutable
+    memory (arrays the reader builds), else copied (torch refuses read-only memory)."""
+    buf = arr.buffers()[1]
+    values = np.frombuffer(buf, dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+    return values if values.flags.writeable else values.copy()
+
+
+def _fixed_values(arr: pa.Array) -> np.ndarray:
+    """Flat values of a (nested) fixed-size list array of primitives."""
+    while pa.types.is_fixed_size_list(arr.type):
+        arr = arr.flatten()
+    return _writable_values(arr, np.dtype(arr.type.to_pandas_dtype()))
+
+
+def _list_shape(arr: pa.Array) -> tuple[np.ndarray, list[int]] | None:
+    """(flat values, per-row shape) when every row of a nested list array has the same shape,
+    else None."""
+    shape = []
+    rows = len(arr)
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        if pa.types.is_fixed_size_list(arr.type):
+            size = arr.type.list_size
+        else:
+            offsets = np.asarray(arr.offsets)
+            lengths = np.diff(offsets)
+            if len(lengths) and np.any(lengths != lengths[0]):
+                return None
+            size = int(lengths[0]) if len(lengths) else 0
+        shape.append(size)
+        rows *= size
+        arr = arr.flatten()
+    if len(arr) != rows:
+        return None
+    return _writable_values(arr, np.dtype(arr.type.to_pandas_dtype())), shape
+
+
+def _rows_as_arrays(arr: pa.Array) -> list[np.ndarray]:
+    """One numpy array per row of a nested list array (for error messages of ragged rows)."""
+    return [np.asarray(v, dtype=object) if v is not None else None for v in arr.to_pylist()]
+
+
+def to_torch(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, Any]:
+    """``default_collate`` of the batch's samples, built column by column.
+
+    `batch` holds the columns' *natural* types (what the reference decodes them to).
+
+    Raises:
+        TypeError: a column has nulls (default_collate cannot collate None).
+        RuntimeError: rows of an ndarray column differ in shape (torch.stack's error).
+    """
+    import torch
+
+    out: dict[str, Any] = {}
+    for c in columns:
+        arr = batch.column(c.name)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        t = arr.type
+        if c.encoding.name in ("str", "bytes"):
+            out[c.name] = arr.to_pylist()
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            found = _list_shape(arr)
+            if found is None:
+                # Rows of different shapes: let torch.stack raise exactly what default_collate does.
+                rows = [torch.as_tensor(np.array(v, dtype=_leaf_dtype(t))) for v in arr.to_pylist()]
+                torch.stack(rows, 0)
+                raise AssertionError("unreachable: torch.stack accepted ragged rows")
+            values, shape = found
+            out[c.name] = torch.from_numpy(values).reshape(len(arr), *shape)
+        elif pa.types.is_primitive(t) and not pa.types.is_boolean(t):
+            out[c.name] = torch.from_numpy(_writable_values(arr, np.dtype(t.to_pandas_dtype())))
+        else:
+            raise MDSSchemaError(f"column {c.name!r} ({c.encoding.text}) has no tensor form; use per-sample iteration "
+                                 f"or the 'arrow' batch format")
+    return out
+
+
+def _leaf_dtype(t: pa.DataType) -> np.dtype:
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        t = t.value_type
+    return np.dtype(t.to_pandas_dtype())
+
+
+def to_numpy(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, Any]:
+    """The batch as NumPy: numeric columns as 1-d arrays, uniform ndarray columns stacked into one
+    array, ragged ones as a list of arrays, strings and bytes as object arrays."""
+    out: dict[str, Any] = {}
+    for c in columns:
+        arr = batch.column(c.name)
+        t = arr.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            found = _list_shape(arr) if arr.null_count == 0 else None
+            if found is not None:
+                values, shape = found
+                out[c.name] = values.reshape(len(arr), *shape)
+            else:
+                dtype = _leaf_dtype(t)
+                out[c.name] = [None if v is None else np.array(v, dtype=dtype) for v in arr.to_pylist()]
+        elif pa.types.is_primitive(t) and arr.null_count == 0 and not pa.types.is_boolean(t):
+            out[c.name] = _writable_values(arr, np.dtype(t.to_pandas_dtype()))
+        else:
+            out[c.name] = arr.to_numpy(zero_copy_only=False)
+    return out

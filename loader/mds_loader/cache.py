@@ -1,0 +1,387 @@
+"""The local copies of a dataset's shards: download, verification, decompression, eviction.
+
+Coordination between processes (ranks of a node, jobs sharing a cache directory) uses only files:
+
+* a shard file appears under its final name only when it is complete and verified (temporary
+  name + rename), so a crash never leaves a half shard that looks complete;
+* one lock file per shard in ``<local>/.mds-locks/``: held *exclusively* while the shard is being
+  downloaded or evicted, and *shared* by every process that has the shard open. Eviction only
+  takes shards whose lock it gets without waiting, so a shard in use is never evicted;
+* ``cache_limit`` is enforced under one cache-wide lock, least recently used shards first (the
+  access time is the mtime of the shard's lock file). Shards of local streams (``remote`` None)
+  are the dataset itself and are never evicted.
+
+Locks are ``flock`` locks, released by the kernel when their process dies.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .errors import MDSFormatError, MDSSchemaError
+from .format.hashing import verify_hash
+from .format.index import ShardEntry
+from .format.reader import ReadSchema, ShardReader, first_sample_ndarray_infos
+from .locks import FileLock
+from .storage import write_file_atomic
+from .stream import Stream
+
+__all__ = ["ShardCache"]
+
+_LOCK_DIR = ".mds-locks"
+
+
+@dataclass(frozen=True)
+class _Shard:
+    stream: int  # index of the stream
+    index: int  # index of the shard in its stream's index.json
+    entry: ShardEntry
+
+
+def _has(path: str, size: int) -> bool:
+    try:
+        return os.path.getsize(path) == size
+    except OSError:
+        return False
+
+
+def _remove(path: str) -> int:
+    try:
+        size = os.path.getsize(path)
+        os.remove(path)
+        return size
+    except FileNotFoundError:
+        return 0
+
+
+class ShardCache:
+    """Makes shards of several streams available locally and opens them.
+
+    Args:
+        streams: the dataset's streams, with their indexes loaded; shards are numbered globally,
+            streams concatenated in order.
+        cache_limit: maximum bytes of cached shard files (raw and compressed) over all cached
+            streams, or None.
+        allow_unsafe_types: passed to the shard readers (``pkl`` columns).
+        max_open: shards kept open (memory-mapped) at once by this process.
+        download_threads: parallel downloads/decompressions ahead of use.
+    """
+
+    def __init__(self, streams: Sequence[Stream], *, cache_limit: int | None = None, allow_unsafe_types: bool = False,
+                 max_open: int = 16, download_threads: int = 8) -> None:
+        self.streams = list(streams)
+        self.cache_limit = cache_limit
+        self.allow_unsafe_types = allow_unsafe_types
+        self.max_open = max(1, max_open)
+        self.download_threads = max(1, download_threads)
+        self.shards: list[_Shard] = [
+            _Shard(s, k, entry) for s, stream in enumerate(self.streams) for k, entry in enumerate(stream.index.shards)
+        ]
+        cached_dirs = sorted({st.local_dir for st in self.streams if not st.is_local})
+        self._cache_lock_path = (
+            os.path.join(cached_dirs[0], _LOCK_DIR,
+                         "cache-" + hashlib.blake2s("\0".join(cached_dirs).encode(), digest_size=8).hexdigest() + ".lock")
+            if cached_dirs else None
+        )
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._stores = [st.store() for st in self.streams]
+        self._open: OrderedDict[int, tuple[ShardReader, FileLock | None]] = OrderedDict()
+        self._mutex = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future[str]] = {}
+        self._schemas: dict[tuple[int, bool], ReadSchema] = {}
+        self._warned_full = False
+
+    # Caches are pickled into DataLoader workers (spawn) without their open files and threads.
+    def __getstate__(self) -> dict[str, Any]:
+        keep = ("streams", "cache_limit", "allow_unsafe_types", "max_open", "download_threads", "shards",
+                "_cache_lock_path")
+        return {k: self.__dict__[k] for k in keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def after_fork(self) -> None:
+        """Drops what a forked process inherited (open maps, locks, threads) without touching
+        the parent's: the child reopens what it needs."""
+        for reader, lock in self._open.values():
+            if lock is not None:
+                lock.release()  # only closes the child's descriptor (see FileLock.release)
+        self._init_runtime()
+
+    # ------------------------------------------------------------------ paths
+
+    def _stream(self, g: int) -> Stream:
+        return self.streams[self.shards[g].stream]
+
+    def _path(self, g: int, basename: str) -> str:
+        return os.path.join(self._stream(g).local_dir, *basename.split("/"))
+
+    def raw_path(self, g: int) -> str:
+        """Where shard ``g``'s raw (decompressed) file is, or will be, on local disk."""
+        return self._path(g, self.shards[g].entry.raw_data.basename)
+
+    def _lock_path(self, g: int) -> str:
+        name = self.shards[g].entry.raw_data.basename.replace("/", "%")
+        return os.path.join(self._stream(g).local_dir, _LOCK_DIR, name + ".lock")
+
+    # ------------------------------------------------------------------ preparing
+
+    def prepare(self, g: int) -> str:
+        """Makes shard ``g``'s raw file present locally and returns its path: downloads it (or
+        its compressed form) for a cached stream, verifies its hash when the stream asks for it,
+        and decompresses it.
+
+        Raises:
+            FileNotFoundError: a local stream's shard file is missing, or the remote one is.
+            MDSChecksumError: a downloaded file does not match its hash.
+            MDSFormatError: a file of the wrong size, or one that does not decompress.
+            TimeoutError, OSError: downloads that failed every attempt; a full disk.
+        """
+        shard = self.shards[g]
+        raw = shard.entry.raw_data
+        raw_path = self.raw_path(g)
+        if _has(raw_path, raw.bytes):
+            return raw_path
+        stream = self._stream(g)
+        if stream.is_local:
+            return self._decompress(g, raw_path)
+        with FileLock(self._lock_path(g)):
+            if _has(raw_path, raw.bytes):
+                return raw_path
+            zip_info = shard.entry.zip_data
+            try:
+                if zip_info is None:
+                    self._make_room(raw.bytes, g)
+                    self._download(g, raw.basename, raw.bytes, raw.hashes, raw_path)
+                    return raw_path
+                zip_path = self._path(g, zip_info.basename)
+                if not _has(zip_path, zip_info.bytes):
+                    self._make_room(zip_info.bytes + raw.bytes, g)
+                    self._download(g, zip_info.basename, zip_info.bytes, zip_info.hashes, zip_path)
+                return self._decompress(g, raw_path, verify=False, remove_zip=not stream.keep_zip)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise OSError(e.errno, f"no space left on device while caching shard {raw.basename} of "
+                                           f"{stream.remote_url} in {stream.local_dir}; free disk space or set a "
+                                           f"smaller cache_limit") from e
+                raise
+
+    def _download(self, g: int, basename: str, size: int, hashes: dict[str, str], dest: str) -> None:
+        stream = self._stream(g)
+        store = self._stores[self.shards[g].stream]
+        assert store is not None
+        part = f"{dest}.{os.getpid()}.{threading.get_ident()}.part"
+        try:
+            got = store.download(basename, part)
+            if got != size:
+                raise MDSFormatError(f"{store.url}/{basename}: downloaded {got} bytes, index.json says {size}; the remote "
+                                     f"file is truncated or was replaced")
+            if stream.validate_hash:
+                with open(part, "rb") as f:
+                    verify_hash(stream.validate_hash, f.read(), hashes, f"{store.url}/{basename}")
+            os.replace(part, dest)
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
+
+    def _decompress(self, g: int, raw_path: str, *, verify: bool = True, remove_zip: bool = False) -> str:
+        """Writes the raw file from the compressed one (atomically). A local stream's
+        compressed file is verified here, as the reference does before decompressing."""
+        entry = self.shards[g].entry
+        zip_info = entry.zip_data
+        if zip_info is None:
+            raise FileNotFoundError(f"{raw_path}: shard file is missing (or has the wrong size)")
+        zip_path = self._path(g, zip_info.basename)
+        try:
+            with open(zip_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{zip_path}: shard file is missing (and so is its raw form {raw_path})") from None
+        if len(data) != zip_info.bytes:
+            raise MDSFormatError(f"{zip_path}: {len(data)} bytes, index.json says {zip_info.bytes}; the file is "
+                                 f"truncated or was replaced")
+        stream = self._stream(g)
+        if verify and stream.validate_hash:
+            verify_hash(stream.validate_hash, data, zip_info.hashes, zip_path)
+        out = entry.codec.decompress(data, source=zip_path)  # type: ignore[union-attr]
+        if len(out) != entry.raw_data.bytes:
+            raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says "
+                                 f"{entry.raw_data.bytes}; the file is corrupt")
+        write_file_atomic(raw_path, lambda f: f.write(out))
+        if remove_zip:
+            _remove(zip_path)
+        return raw_path
+
+    # ------------------------------------------------------------------ eviction
+
+    def _files(self, g: int) -> list[str]:
+        entry = self.shards[g].entry
+        return [self._path(g, info.basename) for info in (entry.raw_data, entry.zip_data) if info is not None]
+
+    def usage(self) -> int:
+        """Bytes of shard files present in the cached streams' directories."""
+        total = 0
+        for g in range(len(self.shards)):
+            if not self._stream(g).is_local:
+                for path in self._files(g):
+                    try:
+                        total += os.path.getsize(path)
+                    except OSError:
+                        pass
+        return total
+
+    def _make_room(self, needed: int, preparing: int) -> None:
+        """Evicts least recently used, unused shards of cached streams until `needed` more bytes
+        fit under ``cache_limit``."""
+        if self.cache_limit is None or self._cache_lock_path is None:
+            return
+        with FileLock(self._cache_lock_path):
+            usage = self.usage()
+            if usage + needed <= self.cache_limit:
+                return
+            candidates = []
+            for g in range(len(self.shards)):
+                if g == preparing or self._stream(g).is_local:
+                    continue
+                if any(os.path.exists(p) for p in self._files(g)):
+                    try:
+                        atime = os.path.getmtime(self._lock_path(g))
+                    except OSError:
+                        atime = 0.0
+                    candidates.append((atime, g))
+            for _, g in sorted(candidates):
+                if usage + needed <= self.cache_limit:
+                    break
+                lock = FileLock(self._lock_path(g))
+                if not lock.try_acquire():  # open somewhere, or being downloaded
+                    continue
+                try:
+                    for path in self._files(g):
+                        usage -= _remove(path)
+                finally:
+                    lock.release()
+            if usage + needed > self.cache_limit and not self._warned_full:
+                self._warned_full = True
+                warnings.warn(f"cache_limit={self.cache_limit} bytes is exceeded ({usage + needed} bytes) because the "
+                              f"shards in the cache are in use; raise cache_limit to at least a few shards per "
+                              f"DataLoader worker", RuntimeWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ opening
+
+    def reader(self, g: int) -> ShardReader:
+        """An open reader of shard ``g`` (downloaded first if needed). While open, the shard is
+        protected from eviction by any process."""
+        with self._mutex:
+            item = self._open.get(g)
+            if item is not None:
+                self._open.move_to_end(g)
+                return item[0]
+        pending = self._pending.pop(g, None)
+        if pending is not None:
+            pending.result()  # re-raises the download's error
+        stream = self._stream(g)
+        entry = self.shards[g].entry
+        while True:
+            path = self.prepare(g)
+            lock = None
+            if not stream.is_local:
+                lock = FileLock(self._lock_path(g), shared=True)
+                lock.acquire()
+                if not _has(path, entry.raw_data.bytes):  # evicted between prepare and lock
+                    lock.release()
+                    continue
+                try:
+                    os.utime(self._lock_path(g))
+                except OSError:
+                    pass
+            break
+        try:
+            reader = ShardReader(path, entry, schema=self.schema(self.shards[g].stream),
+                                 allow_unsafe_types=self.allow_unsafe_types)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        with self._mutex:
+            self._open[g] = (reader, lock)
+            while len(self._open) > self.max_open:
+                _, (old, old_lock) = self._open.popitem(last=False)
+                old.close()
+                if old_lock is not None:
+                    old_lock.release()
+        return reader
+
+    def prefetch(self, shard_ids: Sequence[int]) -> None:
+        """Starts preparing these shards in the background (downloads, decompression)."""
+        todo = [g for g in shard_ids if g not in self._pending and g not in self._open
+                and not _has(self.raw_path(g), self.shards[g].entry.raw_data.bytes)]
+        if not todo:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.download_threads, thread_name_prefix="mds-prefetch")
+        for g in todo:
+            self._pending[g] = self._executor.submit(self.prepare, g)
+
+    def cancel_prefetch(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Closes every open shard and stops background work."""
+        self.cancel_prefetch()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        with self._mutex:
+            for reader, lock in self._open.values():
+                reader.close()
+                if lock is not None:
+                    lock.release()
+            self._open.clear()
+
+    # ------------------------------------------------------------------ schemas
+
+    def schema(self, s: int, natural: bool = False) -> ReadSchema:
+        """How stream ``s``'s columns are read into Arrow: with their logical types and nulls, or
+        (``natural``) with the types of their encodings (what the reference's values collate to)."""
+        key = (s, natural)
+        cached = self._schemas.get(key)
+        if cached is not None:
+            return cached
+        stream = self.streams[s]
+        index = stream.index
+        if not index.shards:
+            raise MDSSchemaError(f"{stream.local_dir}: the dataset has no shards")
+        first = index.shards[0]
+        infos = {}
+        dynamic = any(e.kind == "ndarray" and e.shape is None for e in first.encodings)
+        if dynamic and (natural or index.fields is None):
+            offset = sum(len(st.index.shards) for st in self.streams[:s])
+            nonempty = next((k for k, sh in enumerate(index.shards) if sh.samples), None)
+            if nonempty is not None:
+                g = offset + nonempty
+                reader = ShardReader(self.prepare(g), self.shards[g].entry, allow_unsafe_types=False)
+                try:
+                    infos = first_sample_ndarray_infos(reader)
+                finally:
+                    reader.close()
+        if natural:
+            schema = ReadSchema.build(first.column_names, first.encodings, None, None, infos, index.source)
+        else:
+            schema = ReadSchema.build(first.column_names, first.encodings, index.fields, index.null_mask, infos,
+                                      index.source)
+        self._schemas[key] = schema
+        return schema

@@ -267,3 +267,11 @@ def test_many_small_samples_per_shard(spark, out):
     one = out + "_one"
     df.write.format("mds").option("compression", "none").save(one)  # one shard, 30000 samples
     assert [r.b for r in spark.read.format("mds").load(one).select("b").collect()] == [i % 7 for i in range(30000)]
+
+
+def test_column_names_sorted_like_python(spark, out):
+    names = ["b", "Z", "é", "\U0001d11ex", "\uffffz", "a b", "_x", "id"]
+    df = spark.createDataFrame([tuple(range(len(names)))], ", ".join(f"`{n}` int" for n in names))
+    df.write.format("mds").save(out)
+    assert read_index(out)["shards"][0]["column_names"] == sorted(names + ["__nulls__"])
+    assert_same_rows(spark.read.format("mds").load(out), df)

@@ -49,6 +49,10 @@ from .stream import Stream
 
 __all__ = ["StreamingDataset"]
 
+# Samples decoded per call in batch iteration: large enough to amortize per-call costs, small
+# enough to stay in cache-friendly memory (a few MB for typical rows).
+_CHUNK_SAMPLES = 4096
+
 _UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
 
 
@@ -407,8 +411,9 @@ class StreamingDataset(IterableDataset):
         cls = type(self)
         return cls.get_item is not StreamingDataset.get_item or cls.__getitem__ is not StreamingDataset.__getitem__
 
-    def _prefetch_window(self, shards: np.ndarray, position: int) -> None:
-        window = shards[position : position + self.predownload]
+    def _prefetch_window(self, shards: np.ndarray, position: int, extra: int = 0) -> None:
+        """Starts preparing the shards of the next `predownload` (+ `extra`) samples."""
+        window = shards[position : position + self.predownload + extra]
         if len(window):
             self._cache.prefetch(np.unique(window).tolist())
 
@@ -453,8 +458,10 @@ class StreamingDataset(IterableDataset):
             return BATCH_FORMATS
         return tuple(f for f in BATCH_FORMATS if f != "torch")
 
-    def _read_rows(self, ids: np.ndarray, columns: list[ReadColumn], schema: ReadSchema, natural: bool) -> pa.RecordBatch:
-        """The rows of global sample ids `ids`, in that order, decoded shard by shard."""
+    def _read_rows(self, ids: np.ndarray, columns: list[ReadColumn], natural: bool) -> tuple[pa.RecordBatch, int | None]:
+        """The rows of global sample ids `ids`, in that order, decoded shard by shard, and (for
+        natural types) the position of the first row holding a null, which default_collate
+        could not collate."""
         names = [c.name for c in columns]
         mask_name = None
         if natural:
@@ -468,8 +475,7 @@ class StreamingDataset(IterableDataset):
             batch = self._cache.reader(g).read_batch(local, names, schema=self._cache.schema(self._cache.shards[g].stream, natural))
         else:
             order = np.argsort(shards, kind="stable")
-            sorted_shards = shards[order]
-            cuts = np.flatnonzero(np.diff(sorted_shards)) + 1
+            cuts = np.flatnonzero(np.diff(shards[order])) + 1
             parts = []
             for group in np.split(order, cuts):
                 g = int(shards[group[0]])
@@ -477,15 +483,18 @@ class StreamingDataset(IterableDataset):
                                                               schema=self._cache.schema(self._cache.shards[g].stream, natural)))
             table = pa.Table.from_batches(parts).take(pa.array(np.argsort(order)))
             batch = table.combine_chunks().to_batches()[0] if table.num_rows else parts[0].slice(0, 0)
+        first_null = None
         if mask_name is not None:
             logical = self._cache.schema(0)
             nulls = null_rows(batch.column(mask_name), logical.select([c.name for c in columns]))
             if nulls:
-                name, rows = next(iter(nulls.items()))
-                raise TypeError(f"column {name!r} is null in sample {int(ids[rows[0]])}; default_collate cannot collate "
-                                f"None. Select other columns, fill the nulls when writing, or use batch_format='arrow'")
+                name, rows = min(nulls.items(), key=lambda item: item[1][0])
+                first_null = int(rows[0])
+                self._null_error = TypeError(
+                    f"column {name!r} is null in sample {int(ids[first_null])}; default_collate cannot collate None. "
+                    f"Select other columns, fill the nulls when writing, or use batch_format='arrow'")
             batch = batch.drop_columns([mask_name])
-        return batch
+        return batch, first_null
 
     def iter_batches(self, batch_format: str = "torch", batch_size: int | None = None) -> Iterator[Any]:
         """This worker's samples of the next epoch, in the reference's order, as whole batches
@@ -497,6 +506,9 @@ class StreamingDataset(IterableDataset):
                 (``pyarrow.RecordBatch`` with logical types and nulls) or ``"polars"``.
             batch_size: samples per batch (default: the dataset's ``batch_size``). A worker's last
                 batch may be smaller, as in a DataLoader.
+
+        Several batches are decoded at once (about 4096 samples) and handed out as zero-copy
+        slices, so the per-call costs of decoding are paid once per chunk.
         """
         if batch_format not in BATCH_FORMATS:
             raise ValueError(f"batch_format must be one of {BATCH_FORMATS}, got {batch_format!r}")
@@ -508,23 +520,29 @@ class StreamingDataset(IterableDataset):
             bad = [c.name for c in self._batch_schema(True)[0] if not collatable(c.encoding)]
             raise MDSSchemaError(f"columns {bad} do not collate to tensors; use batch_format='arrow', select other "
                                  f"columns, or iterate samples")
-        columns, schema = self._batch_schema(natural)
+        columns, _ = self._batch_schema(natural)
         if batch_format == "polars":
             import polars as pl
+        chunk = size * max(1, _CHUNK_SAMPLES // size)
         ids = self._begin_iteration()
         shards, _ = self._locate(ids)
         try:
-            for start in range(0, len(ids), size):
-                self._prefetch_window(shards, start)
-                batch = self._read_rows(ids[start : start + size], columns, schema, natural)
+            for start in range(0, len(ids), chunk):
+                self._prefetch_window(shards, start, extra=chunk)
+                batch, first_null = self._read_rows(ids[start : start + chunk], columns, natural)
                 if batch_format == "torch":
-                    yield to_torch(batch, columns)
+                    whole = to_torch(batch, columns)
                 elif batch_format == "numpy":
-                    yield to_numpy(batch, columns)
-                elif batch_format == "arrow":
-                    yield batch
-                else:
-                    yield pl.from_arrow(batch)
+                    whole = to_numpy(batch, columns)
+                for offset in range(0, batch.num_rows, size):
+                    if first_null is not None and first_null < offset + size:
+                        raise self._null_error
+                    if batch_format in ("torch", "numpy"):
+                        yield {k: v[offset : offset + size] for k, v in whole.items()}
+                    elif batch_format == "arrow":
+                        yield batch.slice(offset, size)
+                    else:
+                        yield pl.from_arrow(batch.slice(offset, size))
         finally:
             self._cache.cancel_prefetch()
 

@@ -1,39 +1,17 @@
-"""One shared local Spark session (local[2]) with the spark-mds jar, for every test under tests/spark."""
+"""Fixtures of the Spark tests: one shared local Spark session (local[2]) with the spark-mds jar.
+
+Once loaded, this module is `conftest` in sys.modules, shadowing tests/conftest.py for test files
+that import from it; so it re-exports the helpers of tests/support.py. Our own helpers live in
+mds_testutil.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-import spark_mds
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-
-SPARK_CONF = {
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.sql.session.timeZone": "UTC",
-    "spark.driver.memory": "1g",
-    "spark.sql.ansi.enabled": "true",
-}
-
-
-def _builder(master: str, warehouse: str):
-    from pyspark.sql import SparkSession
-
-    b = SparkSession.builder.master(master).appName("spark-mds-tests")
-    for k, v in SPARK_CONF.items():
-        b = b.config(k, v)
-    b = b.config("spark.sql.warehouse.dir", warehouse)
-    return spark_mds.configure(b)
+from mds_testutil import REF_VENV, REFERENCE_DATA, ROOT, _builder, run_reference  # noqa: F401 (re-exported)
 
 
 @pytest.fixture(scope="session")
@@ -53,28 +31,3 @@ def out(tmp_path) -> str:
     return str(tmp_path / "ds")
 
 
-def run_spark_script(script: str, *args: str, master: str = "local[2,2]", timeout: float = 300) -> str:
-    """Runs `script` in a separate Python process with its own SparkSession `spark` (e.g. local[2,2]
-    to allow task retries). Returns its stdout."""
-    prelude = (
-        "import sys, json\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        f"sys.path.insert(0, {str(HERE)!r})\n"
-        "from conftest import _builder\n"
-        f"spark = _builder({master!r}, tempfile_dir).getOrCreate()\n"
-        "spark.sparkContext.setLogLevel('ERROR')\n"
-    )
-    wh = tempfile.mkdtemp(prefix="mds-wh-")
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", f"tempfile_dir = {wh!r}\n" + prelude + script, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=str(ROOT),
-        )
-    finally:
-        shutil.rmtree(wh, ignore_errors=True)
-    if proc.returncode != 0:
-        raise AssertionError(f"spark script failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
-    return proc.stdout

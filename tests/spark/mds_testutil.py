@@ -5,10 +5,69 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
+import tempfile
 from decimal import Decimal
+from pathlib import Path
+
+import spark_mds
 
 from pyspark.sql import Row
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+sys.path.insert(0, str(ROOT / "tests"))
+from support import REF_VENV, REFERENCE_DATA, run_reference  # noqa: E402,F401  (tests/support.py)
+
+SPARK_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "1g",
+    "spark.sql.ansi.enabled": "true",
+}
+
+
+def _builder(master: str, warehouse: str):
+    from pyspark.sql import SparkSession
+
+    b = SparkSession.builder.master(master).appName("spark-mds-tests")
+    for k, v in SPARK_CONF.items():
+        b = b.config(k, v)
+    b = b.config("spark.sql.warehouse.dir", warehouse)
+    return spark_mds.configure(b)
+
+
+def run_spark_script(script: str, *args: str, master: str = "local[2,2]", timeout: float = 300) -> str:
+    """Runs `script` in a separate Python process with its own SparkSession `spark` (e.g. local[2,2]
+    to allow task retries). Returns its stdout."""
+    prelude = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "from mds_testutil import _builder\n"
+        f"spark = _builder({master!r}, tempfile_dir).getOrCreate()\n"
+        "spark.sparkContext.setLogLevel('ERROR')\n"
+    )
+    wh = tempfile.mkdtemp(prefix="mds-wh-")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", f"tempfile_dir = {wh!r}\n" + prelude + script, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(ROOT),
+        )
+    finally:
+        shutil.rmtree(wh, ignore_errors=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"spark script failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return proc.stdout
 
 
 def canon(v):

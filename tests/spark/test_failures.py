@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_spark_script
+from mds_testutil import run_spark_script
 
 pytestmark = pytest.mark.spark
 

@@ -12,22 +12,9 @@ import numpy as np
 import pytest
 import zstandard
 
-from conftest import ROOT
-from mds_testutil import read_index
+from mds_testutil import read_index, run_reference
 
 pytestmark = [pytest.mark.spark, pytest.mark.interop]
-
-def _root_conftest():
-    """tests/conftest.py (its module name clashes with ours): run_reference lives there."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_mds_root_conftest", ROOT / "tests" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-run_reference = _root_conftest().run_reference
 
 DATASETS = Path(__file__).resolve().parent.parent / "data" / "reference" / "datasets"
 

@@ -202,13 +202,9 @@ def test_merged_index_with_subdirectories(spark, tmp_path, ref_python):
     assert spark.read.format("mds").load(str(tmp_path)).count() == 305
     merged = json.loads((tmp_path / "index.json").read_text())
     assert "spark_mds" not in merged and merged["shards"][0]["raw_data"]["basename"].startswith("8/")
-    from conftest import ROOT
-    import importlib.util
+    from mds_testutil import run_reference
 
-    spec = importlib.util.spec_from_file_location("_root_conftest_rr", ROOT / "tests" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    n = mod.run_reference(ref_python, "import sys, json\nfrom streaming import StreamingDataset\n"
+    n = run_reference(ref_python, "import sys, json\nfrom streaming import StreamingDataset\n"
                           "ds = StreamingDataset(local=sys.argv[1], batch_size=1)\n"
                           "print(json.dumps([int(ds[i]['id']) for i in range(ds.num_samples)]))", str(tmp_path))
     assert len(n) == 305 and n[-5:] == n[:5]

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import _builder  # noqa: E402
+from mds_testutil import _builder  # noqa: E402
 
 
 def timed(label, fn, n, runs=3):

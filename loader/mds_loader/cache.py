@@ -26,17 +26,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import MDSFormatError, MDSSchemaError
-from .format.hashing import verify_hash
+from .errors import MDSChecksumError, MDSFormatError, MDSSchemaError
+from .format.hashing import get_hash, verify_hash
 from .format.index import ShardEntry
 from .format.reader import ReadSchema, ShardReader, first_sample_ndarray_infos
 from .locks import FileLock
-from .storage import write_file_atomic
-from .stream import Stream
+from .storage import join_url, write_file_atomic
+from .stream import LOCK_DIR, Stream
 
 __all__ = ["ShardCache"]
 
-_LOCK_DIR = ".mds-locks"
+_LOCK_DIR = LOCK_DIR
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,28 @@ def _has(path: str, size: int) -> bool:
         return os.path.getsize(path) == size
     except OSError:
         return False
+
+
+def _touch(path: str) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _remove_temporaries(path: str) -> None:
+    """Deletes the temporary files of `path` (``.<name>.*``: downloads and decompressions that a
+    dead process left). Only called by the holder of the shard's exclusive lock, so none of them
+    belongs to a live download."""
+    directory, name = os.path.split(path)
+    prefix = "." + name + "."
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for other in names:
+        if other.startswith(prefix):
+            _remove(os.path.join(directory, other))
 
 
 def _remove(path: str) -> int:
@@ -101,6 +123,8 @@ class ShardCache:
         self._pending: dict[int, Future[str]] = {}
         self._schemas: dict[tuple[int, bool], ReadSchema] = {}
         self._warned_full = False
+        # What this process did (statistics for benchmarks and tests).
+        self.stats = {"downloads": 0, "downloaded_bytes": 0, "evictions": 0}
 
     # Caches are pickled into DataLoader workers (spawn) without their open files and threads.
     def __getstate__(self) -> dict[str, Any]:
@@ -157,44 +181,69 @@ class ShardCache:
         stream = self._stream(g)
         if stream.is_local:
             return self._decompress(g, raw_path)
-        with FileLock(self._lock_path(g)):
+        lock_path = self._lock_path(g)
+        with FileLock(lock_path):
             if _has(raw_path, raw.bytes):
                 return raw_path
             zip_info = shard.entry.zip_data
+            for info in (raw, zip_info):
+                if info is not None:
+                    _remove_temporaries(self._path(g, info.basename))
             try:
                 if zip_info is None:
                     self._make_room(raw.bytes, g)
                     self._download(g, raw.basename, raw.bytes, raw.hashes, raw_path)
-                    return raw_path
-                zip_path = self._path(g, zip_info.basename)
-                if not _has(zip_path, zip_info.bytes):
-                    self._make_room(zip_info.bytes + raw.bytes, g)
-                    self._download(g, zip_info.basename, zip_info.bytes, zip_info.hashes, zip_path)
-                return self._decompress(g, raw_path, verify=False, remove_zip=not stream.keep_zip)
+                else:
+                    zip_path = self._path(g, zip_info.basename)
+                    if _has(zip_path, zip_info.bytes):
+                        self._make_room(raw.bytes, g)
+                    else:
+                        self._make_room(zip_info.bytes + raw.bytes, g)
+                        self._download(g, zip_info.basename, zip_info.bytes, zip_info.hashes, zip_path)
+                    self._decompress(g, raw_path, verify=False, remove_zip=not stream.keep_zip)
             except OSError as e:
                 if e.errno == errno.ENOSPC:
                     raise OSError(e.errno, f"no space left on device while caching shard {raw.basename} of "
-                                           f"{stream.remote_url} in {stream.local_dir}; free disk space or set a "
-                                           f"smaller cache_limit") from e
+                                           f"{stream.remote_url} in {stream.local_dir} ({e}); free disk space or "
+                                           f"set a smaller cache_limit") from e
                 raise
+            _touch(lock_path)  # just prepared: the most recently used shard, not the least
+            return raw_path
 
     def _download(self, g: int, basename: str, size: int, hashes: dict[str, str], dest: str) -> None:
+        """Downloads one file of shard ``g`` to `dest` under the shard's exclusive lock: to a
+        temporary name, then size and hash checks, then the rename that makes it visible."""
         stream = self._stream(g)
         store = self._stores[self.shards[g].stream]
         assert store is not None
-        part = f"{dest}.{os.getpid()}.{threading.get_ident()}.part"
+        url = join_url(store.url, basename)
+        part = os.path.join(os.path.dirname(dest), "." + os.path.basename(dest) + ".download")
         try:
             got = store.download(basename, part)
+            with self._mutex:
+                self.stats["downloads"] += 1
+                self.stats["downloaded_bytes"] += got
             if got != size:
-                raise MDSFormatError(f"{store.url}/{basename}: downloaded {got} bytes, index.json says {size}; the remote "
-                                     f"file is truncated or was replaced")
+                raise MDSFormatError(f"{url}: downloaded {got} bytes, index.json says {size}; the remote file is "
+                                     f"truncated or was replaced after index.json was written")
             if stream.validate_hash:
-                with open(part, "rb") as f:
-                    verify_hash(stream.validate_hash, f.read(), hashes, f"{store.url}/{basename}")
+                self._verify_download(stream.validate_hash, part, hashes, url)
             os.replace(part, dest)
         finally:
-            if os.path.exists(part):
-                os.remove(part)
+            _remove(part)
+
+    @staticmethod
+    def _verify_download(name: str, part: str, hashes: dict[str, str], url: str) -> None:
+        with open(part, "rb") as f:
+            data = f.read()
+        if name not in hashes:
+            verify_hash(name, data, hashes, url)  # raises: index.json has no such hash for the file
+        actual = get_hash(name, data)
+        if actual != hashes[name]:
+            raise MDSChecksumError(f"{url}: {name} checksum mismatch (validate_hash={name!r}): index.json says "
+                                   f"{hashes[name]}, the downloaded file has {actual}. The download was discarded, "
+                                   f"not cached; the remote file is corrupt or was replaced after index.json was "
+                                   f"written: rewrite the dataset")
 
     def _decompress(self, g: int, raw_path: str, *, verify: bool = True, remove_zip: bool = False) -> str:
         """Writes the raw file from the compressed one (atomically). A local stream's
@@ -270,6 +319,7 @@ class ShardCache:
                 try:
                     for path in self._files(g):
                         usage -= _remove(path)
+                    self.stats["evictions"] += 1
                 finally:
                     lock.release()
             if usage + needed > self.cache_limit and not self._warned_full:
@@ -302,10 +352,7 @@ class ShardCache:
                 if not _has(path, entry.raw_data.bytes):  # evicted between prepare and lock
                     lock.release()
                     continue
-                try:
-                    os.utime(self._lock_path(g))
-                except OSError:
-                    pass
+                _touch(self._lock_path(g))
             break
         try:
             reader = ShardReader(path, entry, schema=self.schema(self.shards[g].stream),

@@ -16,26 +16,55 @@ from typing import Any
 from .errors import MDSConfigError
 from .format.index import INDEX_BASENAME, Index, load_index, parse_index
 from .locks import FileLock
-from .storage import RemoteStore, is_remote, join_url, write_file_atomic
+from .storage import RemoteStore, is_remote, join_url, local_path, write_file_atomic
 
-__all__ = ["Stream", "default_cache_dir"]
+__all__ = ["LOCK_DIR", "Stream", "default_cache_dir", "remote_identity"]
 
 # How long a freshly downloaded index.json is reused by other processes of the same node (ranks
 # constructing their datasets together) instead of being downloaded again.
 INDEX_REUSE_SECONDS = 60.0
 
+# Lock files and other bookkeeping of a cache directory (shared with cache.py).
+LOCK_DIR = ".mds-locks"
 
-def default_cache_dir(remote: str) -> str:
-    """The local cache of `remote` when none is given: one directory per remote under the system
-    temporary directory. Several jobs may share it safely (downloads are locked and atomic)."""
-    digest = hashlib.blake2s(remote.encode("utf-8"), digest_size=16).hexdigest()
+
+def _stamp(stamp: str) -> tuple[str | None, float]:
+    """Where the cached index was fetched from (None if unknown), and when (the stamp file
+    records the remote's identity; its mtime is the time of the download)."""
+    try:
+        with open(stamp, "rb") as f:
+            return f.read().decode("utf-8", "replace"), os.path.getmtime(stamp)
+    except OSError:
+        return None, 0.0
+
+
+def _endpoint(storage_options: dict[str, Any] | None) -> str:
+    """The endpoint that `storage_options` point at, if they name one (S3-compatible servers)."""
+    options = storage_options or {}
+    client = options.get("client_kwargs") or {}
+    return str(client.get("endpoint_url") or options.get("endpoint_url") or "")
+
+
+def remote_identity(remote: str, storage_options: dict[str, Any] | None = None) -> str:
+    """What identifies a remote dataset across processes: the URL (a local directory as its real
+    path) and the endpoint, e.g. two S3-compatible servers with the same bucket names."""
+    if is_remote(remote):
+        return remote.rstrip("/") + "\0" + (_endpoint(storage_options) or os.environ.get("AWS_ENDPOINT_URL", ""))
+    return os.path.realpath(local_path(remote))
+
+
+def default_cache_dir(remote: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The local cache of `remote` when none is given: one directory per remote (and endpoint)
+    under the system temporary directory. Several jobs may share it safely: downloads are locked
+    and atomic, and eviction never takes a shard that a process has open."""
+    digest = hashlib.blake2s(remote_identity(remote, storage_options).encode("utf-8"), digest_size=16).hexdigest()
     return os.path.join(tempfile.gettempdir(), "mds-loader", "cache", digest)
 
 
 def _same_dir(a: str, b: str) -> bool:
     if is_remote(a) or is_remote(b):
         return a.rstrip("/") == b.rstrip("/")
-    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+    return os.path.realpath(local_path(a)) == os.path.realpath(local_path(b))
 
 
 class Stream:
@@ -111,10 +140,10 @@ class Stream:
     def local_dir(self) -> str:
         """The local directory holding (or caching) this stream's files."""
         if self.local is not None:
-            base = os.path.expanduser(self.local)
+            base = local_path(self.local)
         else:
             assert self.remote is not None
-            base = default_cache_dir(self.remote)
+            base = default_cache_dir(self.remote, self.storage_options)
         return os.path.join(base, self.split) if self.split else base
 
     @property
@@ -157,33 +186,48 @@ class Stream:
     def load_index(self) -> Index:
         """Reads ``index.json``; for a cached stream, first downloads it into the cache.
 
-        Several processes of one node share one download: the copy is taken under a lock and a
-        copy fetched less than a minute ago is reused. When the remote index changed, cached
-        shards whose entries changed are deleted, so a rewritten dataset is never read from stale
-        files.
+        Several processes of one node share one download: the copy is taken under a lock, and a
+        copy that was fetched from the same remote less than a minute ago is reused (the ranks and
+        jobs that start together download it once). When the remote index changed, cached shards
+        whose entries changed are deleted, so a rewritten dataset is never read from stale files.
+
+        Raises:
+            FileNotFoundError: no dataset there (no ``index.json``).
+            MDSIndexError: ``index.json`` is malformed.
+            TimeoutError, OSError: the download failed every attempt.
         """
         local_dir = self.local_dir
         store = self.store()
         if store is None:
             if not os.path.isdir(local_dir):
                 raise FileNotFoundError(f"{local_dir}: the dataset directory does not exist")
+            if not os.path.isfile(os.path.join(local_dir, INDEX_BASENAME)):
+                raise FileNotFoundError(f"{local_dir}: no {INDEX_BASENAME} there; it is not an MDS dataset")
             self._index = load_index(local_dir)
             return self._index
         path = os.path.join(local_dir, INDEX_BASENAME)
+        stamp = os.path.join(local_dir, LOCK_DIR, "index.source")
+        identity = remote_identity(store.url, self.storage_options)
         os.makedirs(local_dir, exist_ok=True)
-        with FileLock(os.path.join(local_dir, ".mds-locks", "index.lock")):
-            fresh = os.path.isfile(path) and time.time() - os.path.getmtime(path) < INDEX_REUSE_SECONDS
-            if not fresh:
-                data = store.read_bytes(INDEX_BASENAME)
-                new = parse_index_bytes(data, f"{store.url}/{INDEX_BASENAME}")
-                if os.path.isfile(path):
-                    try:
-                        old = load_index(local_dir)
-                    except Exception:  # noqa: BLE001 - a corrupt local copy is simply replaced
-                        old = None
-                    if old is not None:
-                        _drop_changed_shards(local_dir, old, new)
+        with FileLock(os.path.join(local_dir, LOCK_DIR, "index.lock")):
+            source, fetched = _stamp(stamp)
+            have = os.path.isfile(path)
+            if not (have and source == identity and time.time() - fetched < INDEX_REUSE_SECONDS):
+                try:
+                    data = store.read_bytes(INDEX_BASENAME)
+                except FileNotFoundError as e:
+                    raise FileNotFoundError(f"{e}; is {store.url} an MDS dataset (check remote and split)?") from None
+                new = parse_index_bytes(data, join_url(store.url, INDEX_BASENAME))
+                if have:
+                    old = None
+                    if source in (None, identity):  # files cached from another remote are all dropped
+                        try:
+                            old = load_index(local_dir)
+                        except Exception:  # noqa: BLE001 - a corrupt local copy is simply replaced
+                            pass
+                    _drop_changed_shards(local_dir, old, new)
                 write_file_atomic(path, lambda f: f.write(data))
+                write_file_atomic(stamp, lambda f: f.write(identity.encode("utf-8")))
         self._index = load_index(local_dir)
         return self._index
 
@@ -204,19 +248,21 @@ def parse_index_bytes(data: bytes, source: str) -> Index:
     return parse_index(obj, source)
 
 
-def _drop_changed_shards(local_dir: str, old: Index, new: Index) -> None:
-    """Deletes cached files whose index entry differs between two versions of a dataset."""
+def _drop_changed_shards(local_dir: str, old: Index | None, new: Index) -> None:
+    """Deletes cached files whose index entry differs between two versions of a dataset (every
+    file the new index names, when the old index is unreadable)."""
     fresh = {}
     for shard in new.shards:
         for info in (shard.raw_data, shard.zip_data):
             if info is not None:
                 fresh[info.basename] = (info.bytes, tuple(sorted(info.hashes.items())))
-    for shard in old.shards:
-        for info in (shard.raw_data, shard.zip_data):
-            if info is None:
-                continue
-            if fresh.get(info.basename) != (info.bytes, tuple(sorted(info.hashes.items()))):
-                try:
-                    os.remove(os.path.join(local_dir, *info.basename.split("/")))
-                except FileNotFoundError:
-                    pass
+    if old is None:
+        stale = list(fresh)
+    else:
+        stale = [info.basename for shard in old.shards for info in (shard.raw_data, shard.zip_data)
+                 if info is not None and fresh.get(info.basename) != (info.bytes, tuple(sorted(info.hashes.items())))]
+    for basename in stale:
+        try:
+            os.remove(os.path.join(local_dir, *basename.split("/")))
+        except FileNotFoundError:
+            pass

@@ -48,7 +48,7 @@ def write(out: Path, n: int = 30, **kw) -> Path:
         ({"columns": {"a": "int33"}}, MDSEncodingError, "column 'a': unknown encoding 'int33'"),
         ({"columns": {"a": "int32:4"}}, TypeError, "takes no ':' configuration"),
         ({"bogus": 1}, MDSConfigError, r"Invalid Writer argument\(s\): \['bogus'\]"),
-        ({"out": ("local", "s3://bucket/x")}, MDSConfigError, "remote outputs are not supported yet"),
+        ({"out": ("local", "s3://bucket/x", "extra")}, MDSConfigError, r"a URL or a \(local, remote\) pair"),
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs, error, message) -> None:
@@ -251,7 +251,6 @@ def test_write_table_and_mdswriter_write_the_same_bytes(tmp_path: Path) -> None:
     assert json.dumps(index_a, sort_keys=True) == (b / "index.json").read_text()
 
 
-def test_outputs_are_local_only_for_now(tmp_path: Path) -> None:
+def test_local_output(tmp_path: Path) -> None:
+    # Remote outputs (URLs, (local, remote) pairs) are tested against an S3 server in tests/remote.
     assert LocalOutput(tmp_path).root == str(tmp_path)
-    with pytest.raises(MDSConfigError, match="remote outputs"):
-        write_table(pa.table({"x": [1]}), "s3://bucket/ds")

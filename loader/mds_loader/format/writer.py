@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import struct
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -24,13 +25,14 @@ from .columnar import EncodedColumn, FieldPlan, encode_column, join_samples, nul
 from .compression import Codec, get_codec
 from .encodings import Encoding, parse_encoding
 from .hashing import check_hashes, get_hash
-from .index import check_basename, dump_index, write_index
+from .index import INDEX_BASENAME, check_basename, dump_index, write_index
 from .schema import NULL_MASK, Field, check_encoding, default_encoding, logical_from_arrow, make_spark_mds
 from .shard import MAX_SHARD_BYTES, build_shard, config_bytes, shard_config
 
 __all__ = [
     "Output",
     "LocalOutput",
+    "RemoteOutput",
     "prepare_output",
     "parse_size_limit",
     "ShardSink",
@@ -83,8 +85,8 @@ def parse_size_limit(size_limit: int | float | str | None) -> int | None:
 
 
 class Output(Protocol):
-    """Where a writer puts files. Only local directories exist today; a remote output (fsspec)
-    implements the same two methods."""
+    """Where a writer puts files: :class:`LocalOutput` (a directory) or :class:`RemoteOutput`
+    (a local directory whose files are uploaded through fsspec)."""
 
     root: str
 
@@ -113,25 +115,120 @@ class LocalOutput:
         os.makedirs(self.root, exist_ok=True)
         write_index(self.root, text)
 
+    def discard(self) -> None:
+        """Nothing to undo for a local directory (a failed write leaves what it wrote)."""
 
-def prepare_output(out: Any, *, exist_ok: bool) -> LocalOutput:
-    """The output of a new dataset, like the reference: with ``exist_ok`` an existing directory is
-    deleted first; otherwise it must be empty or absent.
 
-    Raises:
-        FileExistsError: the directory exists and is not empty (and ``exist_ok`` is false).
-        MDSConfigError: a remote ``out`` (URLs and ``(local, remote)`` pairs come later).
+class RemoteOutput(LocalOutput):
+    """A dataset written to a local directory and uploaded to a remote one (any fsspec URL, or
+    another directory), as the reference's ``MDSWriter(out=url | (local, remote))`` does.
+
+    Each shard file is uploaded as soon as it is written (by the writer's background threads,
+    so uploads run in parallel with encoding); ``index.json`` is uploaded last, after every
+    shard, in one PUT: readers never see an index that names a file not uploaded yet.
+
+    Args:
+        local: the local directory (``root``).
+        remote: the remote directory, e.g. ``s3://bucket/datasets/train``.
+        keep_local: keep the local files after uploading them; otherwise each shard file is
+            deleted once uploaded and the local directory when the index is published.
+        retry: total attempts per upload.
+        timeout: seconds one upload attempt may take (None: no limit).
+        storage_options: fsspec options of the remote (credentials, endpoint, ...).
     """
-    if isinstance(out, (tuple, list)) or (isinstance(out, str) and _URL_RE.match(out)):
-        raise MDSConfigError(f"remote outputs are not supported yet, got out={out!r}; write to a local directory")
-    root = os.path.expanduser(os.fspath(out))
+
+    def __init__(self, local: str | os.PathLike, remote: str, *, keep_local: bool = False, retry: int = 2,
+                 timeout: float | None = None, storage_options: Mapping[str, Any] | None = None) -> None:
+        from ..storage import RemoteStore
+
+        super().__init__(local)
+        self.remote = remote
+        self.keep_local = keep_local
+        self.store = RemoteStore(remote, retry=retry, timeout=timeout, storage_options=dict(storage_options or {}))
+
+    def __repr__(self) -> str:
+        return f"RemoteOutput(local={self.root!r}, remote={self.remote!r})"
+
+    def write_file(self, basename: str, data: bytes) -> None:
+        """Writes the file locally, uploads it, and deletes the local copy unless ``keep_local``."""
+        super().write_file(basename, data)
+        path = os.path.join(self.root, *basename.split("/"))
+        self.store.upload(path, basename)
+        if not self.keep_local:
+            os.remove(path)
+
+    def write_index(self, text: str) -> None:
+        """Writes ``index.json`` locally and uploads it (call it after every shard is written);
+        then removes the local directory unless ``keep_local``."""
+        super().write_index(text)
+        self.store.write_bytes(INDEX_BASENAME, text.encode("ascii"))
+        if not self.keep_local:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def discard(self) -> None:
+        """After a failed write: removes the local files unless ``keep_local`` (nothing was
+        published remotely: the index is uploaded last)."""
+        if not self.keep_local:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _is_url(out: Any) -> bool:
+    return isinstance(out, str) and bool(_URL_RE.match(out)) and "://" in out
+
+
+def _prepare_local(root: str, exist_ok: bool) -> None:
     if os.path.exists(root):
         if exist_ok:
             shutil.rmtree(root)
         elif not os.path.isdir(root) or os.listdir(root):
             raise FileExistsError(f"Directory is not empty: {root}; pass exist_ok=True to replace it")
     os.makedirs(root, exist_ok=True)
-    return LocalOutput(root)
+
+
+def prepare_output(out: Any, *, exist_ok: bool, keep_local: bool = False, retry: int = 2,
+                   storage_options: Mapping[str, Any] | None = None) -> LocalOutput:
+    """The output of a new dataset, like the reference's ``out``:
+
+    * a local directory: with ``exist_ok`` an existing directory is deleted first; otherwise it
+      must be empty or absent;
+    * a URL (``s3://bucket/path``, any fsspec URL): files are written to a new temporary
+      directory and uploaded (:class:`RemoteOutput`);
+    * a ``(local, remote)`` pair: files are written to ``local`` (same rules as above) and
+      uploaded to ``remote`` (a URL or another directory).
+
+    A remote that already holds a dataset (an ``index.json``) is refused unless ``exist_ok``;
+    with ``exist_ok`` its files are replaced one by one and its index last (files of the old
+    dataset that the new one does not name stay, unread). Unlike the reference, the remote is
+    checked: mixing two datasets' shards silently is worse than an error.
+
+    Raises:
+        FileExistsError: the local directory is not empty, or the remote holds a dataset (and
+            ``exist_ok`` is false).
+        MDSConfigError: a malformed ``out``.
+    """
+    if isinstance(out, (tuple, list)):
+        if len(out) != 2 or not all(isinstance(p, (str, os.PathLike)) for p in out):
+            raise MDSConfigError(f"out must be a directory, a URL or a (local, remote) pair, got {out!r}")
+        local, remote = os.fspath(out[0]), os.fspath(out[1])
+        if _is_url(local):
+            raise MDSConfigError(f"out=(local, remote): local must be a local directory, got {local!r}")
+        root: str | None = os.path.expanduser(local)
+    elif _is_url(out):
+        remote, root = out, None
+    else:
+        root = os.path.expanduser(os.fspath(out))
+        _prepare_local(root, exist_ok)
+        return LocalOutput(root)
+    from ..storage import RemoteStore
+
+    if not exist_ok and RemoteStore(remote, retry=retry, storage_options=dict(storage_options or {})).exists(INDEX_BASENAME):
+        raise FileExistsError(f"{remote} already holds a dataset ({INDEX_BASENAME}); pass exist_ok=True to replace it, "
+                              f"or write elsewhere")
+    if root is None:
+        root = tempfile.mkdtemp(prefix="mds-upload-")
+    else:
+        _prepare_local(root, exist_ok)
+    return RemoteOutput(root, remote, keep_local=keep_local, retry=retry, storage_options=storage_options)
 
 
 # ---------------------------------------------------------------------------- shards
@@ -282,22 +379,31 @@ class MDSWriter:
     header's mtime, which is 0 here; ``jpeg``/``png`` bytes depend on the Pillow version).
 
     Args:
-        out: the dataset directory (local; remote outputs come later).
+        out: the dataset directory; a URL (``s3://bucket/path``, any fsspec URL: written to a
+            temporary directory and uploaded); or a ``(local, remote)`` pair (written to
+            ``local`` and uploaded to ``remote``). Shard files are uploaded as they are written,
+            ``index.json`` last.
         columns: column name -> encoding (``"int64"``, ``"str"``, ``"ndarray:float32:3,224,224"``...).
         compression: None (default), ``"zstd"``, ``"zstd:7"``, ``"gz"``, ``"bz2"``, ``"br"``,
             ``"snappy"``, or ``"lz4"`` (our extension: the reference cannot read it).
         hashes: hash algorithms recorded for each file, in sorted order (e.g. ``["sha1", "xxh64"]``).
         size_limit: maximum raw shard size in bytes (int or ``"64mb"``); None for one shard.
-        keep_local: accepted for compatibility (meaningful for remote outputs).
-        progress_bar, retry: accepted for compatibility (remote uploads).
+        keep_local: with a remote ``out``, keep the local files after uploading them (default:
+            each file is deleted once uploaded, and the local directory at the end).
+        progress_bar: accepted for compatibility (no progress bar is shown).
+        retry: total attempts per upload.
         max_workers: threads that compress, hash and write finished shards (default
             ``min(4, cpus)``; each holds one shard in memory).
-        exist_ok: delete an existing ``out`` directory first instead of failing.
+        exist_ok: delete an existing local ``out`` directory first instead of failing; replace
+            a remote dataset.
+        storage_options: fsspec options of a remote ``out`` (credentials, endpoint, ...); an
+            extension of ours (the reference takes them from the environment only).
 
     Raises:
         MDSEncodingError: an unknown encoding (a ``TypeError``, like the reference).
         MDSConfigError: invalid compression, hashes or size_limit.
-        FileExistsError: ``out`` is not empty and ``exist_ok`` is false.
+        FileExistsError: ``out`` is not empty, or the remote holds a dataset, and ``exist_ok``
+            is false.
     """
 
     def __init__(
@@ -313,6 +419,7 @@ class MDSWriter:
         max_workers: int | None = None,
         retry: int = 2,
         exist_ok: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs:  # the reference raises ValueError for unknown arguments
@@ -331,9 +438,10 @@ class MDSWriter:
             except Exception as exc:
                 raise type(exc)(f"MDSWriter column {name!r}: {exc}") from None
         self.keep_local = keep_local
-        self.output = prepare_output(out, exist_ok=exist_ok)
+        self.output = prepare_output(out, exist_ok=exist_ok, keep_local=keep_local, retry=retry,
+                                     storage_options=storage_options)
         self.local = self.output.root
-        self.remote = None
+        self.remote = getattr(self.output, "remote", None)
         self._sink = ShardSink(
             self.output,
             column_names=[n for n, _ in self.columns],
@@ -400,9 +508,13 @@ class MDSWriter:
         """Writes the last shard and ``index.json``."""
         if self._finished:
             return
-        self._drain()
-        self._entries = self._sink.finish()
-        self.output.write_index(dump_index(self._entries))
+        try:
+            self._drain()
+            self._entries = self._sink.finish()
+            self.output.write_index(dump_index(self._entries))
+        except BaseException:
+            self.output.discard()  # nothing was published: index.json goes last
+            raise
         self._finished = True
 
     def __enter__(self) -> MDSWriter:
@@ -587,6 +699,9 @@ def write_table(
     nulls: str = "auto",
     max_workers: int | None = None,
     batch_rows: int = 65536,
+    keep_local: bool = False,
+    retry: int = 2,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Writes an Arrow table (or record batch, or iterable of batches) as an MDS dataset.
 
@@ -596,7 +711,9 @@ def write_table(
 
     Args:
         table: the data.
-        path: the dataset directory; must be empty or absent unless ``exist_ok``.
+        path: the dataset directory (must be empty or absent unless ``exist_ok``); or a URL
+            (``s3://bucket/path``, any fsspec URL) or a ``(local, remote)`` pair, as the ``out``
+            of :class:`MDSWriter`: shards are uploaded as they are written, ``index.json`` last.
         columns: encoding overrides, column name -> encoding.
         compression: default ``"zstd"``; None for raw shards.
         hashes: hash algorithms for each file, sorted.
@@ -607,6 +724,7 @@ def write_table(
             ``"mask"``: whenever a field is nullable; ``"error"``: never, and nulls fail the write.
         max_workers: threads that compress and write shards.
         batch_rows: rows encoded at a time.
+        keep_local, retry, storage_options: for a remote ``path``, as in :class:`MDSWriter`.
     """
     if nulls not in ("auto", "mask", "error"):
         raise MDSConfigError(f"nulls must be 'auto', 'mask' or 'error', got {nulls!r}")
@@ -619,17 +737,21 @@ def write_table(
     get_codec(compression or None)
     check_hashes(hashes)
     parse_size_limit(size_limit)
-    output = prepare_output(path, exist_ok=exist_ok)
-    writer = TableWriter(
-        output, schema, columns=columns, compression=compression, hashes=hashes, size_limit=size_limit,
-        nulls=nulls, max_workers=max_workers,
-    )  # fmt: skip
+    output = prepare_output(path, exist_ok=exist_ok, keep_local=keep_local, retry=retry,
+                            storage_options=storage_options)
+    writer = None
     try:
+        writer = TableWriter(
+            output, schema, columns=columns, compression=compression, hashes=hashes, size_limit=size_limit,
+            nulls=nulls, max_workers=max_workers,
+        )  # fmt: skip
         for batch in batches:
             writer.write_batch(batch)
         entries = writer.finish(write_empty=True)  # an empty table still records its encodings
+        output.write_index(dump_index(entries, writer.spark_mds))
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
+        output.discard()  # nothing was published: index.json goes last
         raise
-    output.write_index(dump_index(entries, writer.spark_mds))
 

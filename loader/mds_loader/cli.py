@@ -301,7 +301,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         total = sum((s.zip_data or s.raw_data).bytes for s in load_index(path).shards)
     except (MDSError, OSError):
         pass
-    with _bar(args, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="validate", leave=False) as bar:
+    with _bar(args, total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="validate") as bar:
         report = validate_dataset(path, decode=args.decode, progress=bar.update)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

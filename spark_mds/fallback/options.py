@@ -1,0 +1,244 @@
+"""Options of the Python fallback of ``format("mds")``, parsed and validated like the JVM source's
+(``jvm/.../MdsOptions.scala``): same names, defaults and messages.
+
+Write: ``compression`` (default ``zstd``), ``hashes`` (comma-separated), ``size_limit`` (bytes or a
+binary-suffixed size such as ``64mb``; default ``1 << 26``; ``0``/``none`` for no limit),
+``encoding.<column>``, ``nulls`` (``mask``, the default, or ``error``).
+Read: ``max_partition_bytes`` (default 128 MiB), ``validate_hash``.
+
+Differences, all because of what each side can run (docs/format.md §7): the fallback writes ``br``
+(Brotli) and the hashes ``blake2b``, ``blake2s``, ``xxh128``, ``xxh3_64`` and ``xxh3_128``, which
+the JVM source refuses; Python data sources receive option keys lower-cased, so the column of an
+``encoding.<column>`` option is matched case-insensitively (see :func:`resolve_encodings`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from mds_loader.errors import MDSConfigError
+from mds_loader.format import get_codec, is_hash
+
+__all__ = [
+    "DEFAULT_COMPRESSION",
+    "DEFAULT_SIZE_LIMIT",
+    "DEFAULT_MAX_PARTITION_BYTES",
+    "WriteOptions",
+    "ReadOptions",
+    "parse_size",
+    "dataset_path",
+    "resolve_encodings",
+]
+
+DEFAULT_COMPRESSION = "zstd"
+DEFAULT_SIZE_LIMIT = 1 << 26
+DEFAULT_MAX_PARTITION_BYTES = 128 << 20
+
+_UNITS = (("kb", 1), ("mb", 2), ("gb", 3), ("tb", 4), ("pb", 5), ("eb", 6), ("zb", 7), ("yb", 8))
+_NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")
+_ENCODING_PREFIX = "encoding."
+
+
+def _get(options: Mapping[str, str], key: str) -> str | None:
+    """Case-insensitive option lookup (Spark hands Python sources lower-cased keys already)."""
+    for k, v in options.items():
+        if k.lower() == key:
+            return None if v is None else str(v)
+    return None
+
+
+def parse_size(text: str, what: str = "size_limit", *, allow_huge: bool = False) -> int | None:
+    """The reference's ``bytes_to_int``, as the JVM source parses it: a number of bytes, or a number
+    with a case-insensitive binary suffix (``b``, ``kb`` = 1024, ``mb``, ... ``yb``), fractions
+    allowed (``1.5mb``). ``0``, ``none``, ``null`` or empty mean no limit (None).
+
+    Raises:
+        MDSConfigError: not a size, or (unless ``allow_huge``) 4 GiB or more (shard offsets are u32).
+    """
+    t = str(text).strip().lower()
+
+    def bad(msg: str) -> MDSConfigError:
+        return MDSConfigError(
+            f"option {what}='{text}' is invalid: {msg}; use a number of bytes or a number with a binary suffix "
+            "(b, kb, mb, gb, ...), e.g. 67108864 or 64mb"
+        )
+
+    if t in ("none", "null", ""):
+        return None
+    mult = 1
+    num = t
+    for suffix, power in _UNITS:
+        if t.endswith(suffix):
+            num, mult = t[: -len(suffix)].strip(), 1024**power
+            break
+    else:
+        if t.endswith("b"):
+            num = t[:-1].strip()
+    if not _NUMBER.fullmatch(num):
+        raise bad("not a number")
+    try:
+        value = int(Decimal(num) * mult)  # truncates toward zero, like the JVM's RoundingMode.DOWN
+    except (InvalidOperation, OverflowError):
+        raise bad("not a number") from None
+    if value <= 0:
+        return None
+    if not allow_huge and value >= 1 << 32:
+        raise bad("MDS shards use uint32 offsets, so the limit must be below 4 GiB")
+    if value > (1 << 63) - 1:
+        raise bad("too large")
+    return value
+
+
+def _parse_compression(text: str | None) -> str | None:
+    """A compression option: None for none; the family's name otherwise, checked against the
+    codecs mds_loader can write (the reference's plus ``lz4``)."""
+    raw = DEFAULT_COMPRESSION if text is None else text
+    t = raw.strip()
+    if t.lower() in ("", "none", "null"):
+        return None
+    try:
+        get_codec(t)
+    except MDSConfigError as exc:
+        raise MDSConfigError(
+            f"invalid option compression '{raw}': {exc}. Allowed: none, zstd, zstd:1..22, gz, gz:0..9, bz2, bz2:1..9, "
+            "br, br:0..11, snappy, lz4 (lz4 is an extension the reference cannot read)"
+        ) from None
+    return t
+
+
+def _parse_hashes(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    names = []
+    for part in text.split(","):
+        name = part.strip()
+        if not name:
+            continue
+        if not is_hash(name):
+            raise MDSConfigError(
+                f"option hashes: unknown hash '{name}'; use hashlib algorithms (md5, sha1, sha256, ...) or "
+                "xxh32, xxh64, xxh128, xxh3_64, xxh3_128"
+            )
+        names.append(name)
+    return sorted(set(names))
+
+
+def dataset_path(options: Mapping[str, str]) -> str:
+    """The dataset path of a read or write (``path``, or ``location``).
+
+    Raises:
+        MDSConfigError: no path; the message shows the forms that work with the Python fallback.
+    """
+    path = _get(options, "path") or _get(options, "location")
+    if not path:
+        raise MDSConfigError(
+            "the mds source needs a path: .save(path) / .load(path), OPTIONS (path '...') or, in SQL, "
+            "WITH ('path' = '...'); the Python fallback of the mds source does not receive a table's LOCATION"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """Validated write options.
+
+    Attributes:
+        compression: compression name, or None.
+        hashes: hash algorithms, sorted and distinct.
+        size_limit: raw shard size limit in bytes, or None for no limit.
+        nulls: ``"mask"`` or ``"error"``.
+        encodings: ``encoding.<column>`` overrides, keyed by the column as the option named it
+            (lower-cased by Spark for Python sources).
+    """
+
+    compression: str | None = DEFAULT_COMPRESSION
+    hashes: list[str] = field(default_factory=list)
+    size_limit: int | None = DEFAULT_SIZE_LIMIT
+    nulls: str = "mask"
+    encodings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> WriteOptions:
+        """Parses the options of a write.
+
+        Raises:
+            MDSConfigError: an invalid option value, naming the option and the allowed values.
+        """
+        size = _get(options, "size_limit")
+        nulls = (_get(options, "nulls") or "mask").strip().lower()
+        if nulls not in ("mask", "error"):
+            raise MDSConfigError(f"option nulls='{nulls}' is invalid; allowed values: mask (default), error")
+        encodings = {
+            k[len(_ENCODING_PREFIX):]: str(v).strip() for k, v in options.items() if k.lower().startswith(_ENCODING_PREFIX)
+        }
+        return cls(
+            compression=_parse_compression(_get(options, "compression")),
+            hashes=_parse_hashes(_get(options, "hashes")),
+            size_limit=DEFAULT_SIZE_LIMIT if size is None else parse_size(size),
+            nulls=nulls,
+            encodings=encodings,
+        )
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Validated read options: ``max_partition_bytes`` (target stored bytes per input partition)
+    and ``validate_hash`` (hash every stored shard file with this algorithm before decoding)."""
+
+    max_partition_bytes: int = DEFAULT_MAX_PARTITION_BYTES
+    validate_hash: str | None = None
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> ReadOptions:
+        """Parses the options of a read.
+
+        Raises:
+            MDSConfigError: an invalid option value.
+        """
+        mpb = _get(options, "max_partition_bytes")
+        max_bytes = DEFAULT_MAX_PARTITION_BYTES
+        if mpb is not None:
+            parsed = parse_size(mpb, "max_partition_bytes", allow_huge=True)
+            if parsed is None:
+                raise MDSConfigError(f"option max_partition_bytes='{mpb}' must be a positive size")
+            max_bytes = parsed
+        vh = (_get(options, "validate_hash") or "").strip() or None
+        if vh is not None and not is_hash(vh):
+            raise MDSConfigError(f"option validate_hash: unknown hash '{vh}'; use e.g. sha1 or xxh64")
+        return cls(max_bytes, vh)
+
+
+def resolve_encodings(encodings: Mapping[str, str], columns: Sequence[str]) -> dict[str, str]:
+    """Maps ``encoding.<column>`` overrides to the data's column names.
+
+    Python data sources get option keys lower-cased, so a key is matched to the column of the same
+    name, else to the one column whose name equals it ignoring case.
+
+    Raises:
+        MDSConfigError: a key that names no column, or that matches several columns differing only
+            in case (rename one of them).
+    """
+    resolved: dict[str, str] = {}
+    unknown = []
+    for key, enc in encodings.items():
+        if key in columns:
+            resolved[key] = enc
+            continue
+        matches = [c for c in columns if c.lower() == key.lower()]
+        if len(matches) == 1:
+            resolved[matches[0]] = enc
+        elif len(matches) > 1:
+            raise MDSConfigError(
+                f"option encoding.{key} matches the columns {', '.join(matches)}, which differ only in case; Python data "
+                "sources receive option names lower-cased, so rename the columns apart to give them encodings"
+            )
+        else:
+            unknown.append(key)
+    if unknown:
+        raise MDSConfigError(
+            f"option {', '.join('encoding.' + u for u in unknown)} names no column; columns are {', '.join(columns)}"
+        )
+    return resolved

@@ -1,0 +1,216 @@
+"""The read side of the Python fallback: schema inference from ``index.json`` and a
+``DataSourceReader`` that yields Arrow record batches cast exactly to the Spark schema.
+
+Column pruning: PySpark 4.1 gives a Python reader no required columns (``DataSourceReader`` has
+``pushFilters`` but nothing like ``pruneColumns``), so a query's ``select`` cannot reach it. The
+reader decodes exactly the columns of the schema it receives, so a *user schema* that names a
+subset of the columns prunes (``spark.read.schema("id BIGINT, text STRING").format("mds")``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql.datasource import DataSourceReader, InputPartition
+from pyspark.sql.types import BinaryType, StructType
+
+from mds_loader.errors import MDSSchemaError
+from mds_loader.format import ReadColumn, ReadSchema, ShardEntry, ShardReader, parse_encoding
+
+from .dataset import check_same_columns, index_where, ndarray_infos, open_shard_file, read_index
+from .layout import check_arrow_transferable, dataset_spark_schema, spark_arrow_type, type_sql
+from .options import ReadOptions
+from .storage import open_store
+
+__all__ = ["MdsInputPartition", "MdsReader", "infer_schema", "plan_partitions", "default_parallelism"]
+
+_MIN_PARTITION_BYTES = 4 << 20
+_BATCH_BYTES = 16 << 20  # raw shard bytes decoded per Arrow batch
+_MAX_BATCH_ROWS = 65536
+
+
+def infer_schema(path: str) -> StructType:
+    """The Spark schema of the dataset at ``path`` (``spark_mds`` or inferred, docs/format.md §4).
+
+    Raises:
+        FileNotFoundError: there is no ``index.json``.
+        MDSSchemaError: the schema holds a type the fallback cannot return (year-month intervals).
+    """
+    store = open_store(path)
+    snap = read_index(store)
+    if snap.index is None:
+        raise FileNotFoundError(f"no MDS dataset at {store.location}: index.json is missing")
+    check_same_columns(snap.index)
+    with tempfile.TemporaryDirectory(prefix="mds-plan-") as tmp:
+        infos = ndarray_infos(store, snap.index, tmp)
+    schema = dataset_spark_schema(snap.index, infos, index_where(store))
+    for f in schema.fields:
+        check_arrow_transferable(f.name, f.dataType, reading=True)
+    return schema
+
+
+class MdsInputPartition(InputPartition):
+    """One read task: a group of consecutive shards (their index entries)."""
+
+    def __init__(self, shards: list[ShardEntry]) -> None:
+        self.shards = shards
+
+
+def plan_partitions(shards: Sequence[ShardEntry], max_partition_bytes: int, parallelism: int) -> list[MdsInputPartition]:
+    """One input partition per shard, small shards grouped, like the JVM source and Spark's file
+    sources: a group is cut before it would exceed ``min(max_partition_bytes, max(4 MiB,
+    total / parallelism))`` stored bytes."""
+    sizes = [(s.zip_data or s.raw_data).bytes for s in shards]
+    target = min(max_partition_bytes, max(_MIN_PARTITION_BYTES, sum(sizes) // max(1, parallelism)))
+    groups: list[MdsInputPartition] = []
+    cur: list[ShardEntry] = []
+    size = 0
+    for shard, n in zip(shards, sizes):
+        if cur and size + n > target:
+            groups.append(MdsInputPartition(cur))
+            cur, size = [], 0
+        cur.append(shard)
+        size += n
+    if cur:
+        groups.append(MdsInputPartition(cur))
+    return groups
+
+
+def _stored_bytes_column(c: ReadColumn, size: int | None) -> ReadColumn:
+    """Reads a column's stored payloads (what the reference would decode) instead of its values:
+    variable-size columns as ``bytes``, fixed-size ones as a ``size``-byte static ndarray."""
+    if size is None:
+        enc = parse_encoding("bytes")
+        return ReadColumn(c.name, enc, pa.binary(), pa.binary(), None, c.nullable, c.null_bit)
+    enc = parse_encoding(f"ndarray:uint8:{size}")
+    t = pa.list_(pa.uint8(), size)
+    return ReadColumn(c.name, enc, t, t, None, c.nullable, c.null_bit)
+
+
+def _fixed_to_binary(arr: pa.Array, size: int) -> pa.Array:
+    values = np.asarray(arr.values.slice(arr.offset * size, len(arr) * size))
+    out = pa.Array.from_buffers(pa.binary(size), len(arr), [None, pa.py_buffer(np.ascontiguousarray(values))])
+    if arr.null_count:
+        out = pc.if_else(arr.is_valid(), out, pa.scalar(None, out.type))
+    return out.cast(pa.binary())
+
+
+class MdsReader(DataSourceReader):
+    """Reads an MDS dataset into Arrow record batches of exactly the Spark ``schema`` (names,
+    order, types), decoding only that schema's columns.
+
+    A field is matched to the dataset's column of the same name (else ignoring case). A field
+    declared ``BINARY`` reads the column's stored bytes; any other type is converted from the
+    column's decoded values by an Arrow cast, checked when the query is planned.
+    """
+
+    def __init__(self, path: str, schema: StructType, options: dict, parallelism: int) -> None:
+        opts = ReadOptions.parse(options)
+        self.location = open_store(path).location
+        self.validate_hash = opts.validate_hash
+        self.schema = schema
+        for f in schema.fields:
+            check_arrow_transferable(f.name, f.dataType, reading=True)
+        self.target = pa.schema([pa.field(f.name, spark_arrow_type(f.dataType), f.nullable) for f in schema.fields])
+        store = open_store(path)
+        snap = read_index(store)
+        self.partitions_ = []  # a path without index.json (an empty catalog location) reads as empty
+        self.read_schema = ReadSchema([], None)
+        self.fixed_binary: dict[int, int] = {}
+        if snap.index is None:
+            return
+        index = snap.index
+        check_same_columns(index)
+        if index.shards:
+            first = index.shards[0]
+            with tempfile.TemporaryDirectory(prefix="mds-plan-") as tmp:
+                infos = ndarray_infos(store, index, tmp)
+            dataset = ReadSchema.build(first.column_names, first.encodings, index.fields, index.null_mask, infos,
+                                       index_where(store))  # fmt: skip
+            sizes = dict(zip(first.column_names, first.column_sizes))
+        else:
+            dataset, sizes = ReadSchema([], None), {}
+        by_name = {c.name: c for c in dataset.columns}
+        columns = []
+        for i, f in enumerate(schema.fields):
+            c = by_name.get(f.name) or next((x for x in dataset.columns if x.name.lower() == f.name.lower()), None)
+            if c is None:
+                if not index.shards:
+                    break  # nothing to read: the schema's columns need not exist
+                raise MDSSchemaError(
+                    f"column '{f.name}' is not in the MDS dataset at {self.location}; its columns are "
+                    f"{', '.join(x.name for x in dataset.columns)}"
+                )
+            if isinstance(f.dataType, BinaryType) and not pa.types.is_binary(c.arrow_type):
+                size = sizes[c.name]
+                c = _stored_bytes_column(c, size)
+                if size is not None:
+                    self.fixed_binary[i] = size
+            else:
+                self._check_cast(f.name, c, f.dataType)
+            columns.append(c)
+        self.read_schema = ReadSchema(columns, dataset.null_mask if index.shards else None)
+        self.partitions_ = plan_partitions(index.shards, opts.max_partition_bytes, parallelism) if index.shards else []
+
+    def _check_cast(self, name: str, c: ReadColumn, t: object) -> None:
+        target = spark_arrow_type(t)  # type: ignore[arg-type]
+        if c.arrow_type == target:
+            return
+        try:
+            pa.array([], c.arrow_type).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise MDSSchemaError(
+                f"column '{name}' is stored as '{c.encoding.text}' and cannot be read as {type_sql(t)}; read it with its "  # type: ignore[arg-type]
+                "stored type or as binary (the stored bytes)"
+            ) from None
+
+    def partitions(self) -> Sequence[InputPartition]:
+        return self.partitions_
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        """Decodes a group of shards, yielding batches of about 16 MiB of raw shard data."""
+        assert isinstance(partition, MdsInputPartition)
+        store = open_store(self.location)
+        with tempfile.TemporaryDirectory(prefix="mds-read-") as tmp:
+            for entry in partition.shards:
+                if entry.samples == 0:
+                    continue
+                path, temporary = open_shard_file(store, entry, self.validate_hash, tmp)
+                reader = ShardReader(path, entry, schema=self.read_schema)
+                try:
+                    per_row = max(1, entry.raw_data.bytes // max(1, entry.samples))
+                    step = max(1, min(_MAX_BATCH_ROWS, _BATCH_BYTES // per_row))
+                    for start in range(0, entry.samples, step):
+                        idx = np.arange(start, min(entry.samples, start + step))
+                        yield self._conform(reader.read_batch(idx, schema=self.read_schema), len(idx))
+                finally:
+                    reader.close()
+                    if temporary:
+                        os.unlink(path)
+
+    def _conform(self, batch: pa.RecordBatch, n: int) -> pa.RecordBatch:
+        if not self.target:  # no columns: a batch of n empty rows
+            return pa.RecordBatch.from_struct_array(pa.array([{}] * n, pa.struct([])))
+        arrays = []
+        for i, field in enumerate(self.target):
+            arr = batch.column(i)
+            size = self.fixed_binary.get(i)
+            if size is not None:
+                arr = _fixed_to_binary(arr, size)
+            if arr.type != field.type:
+                try:
+                    arr = arr.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise MDSSchemaError(f"column '{field.name}': cannot read its values as {field.type}: {exc}") from None
+            arrays.append(arr)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.target)
+
+
+def default_parallelism() -> int:
+    """The parallelism assumed when grouping shards, when the session's is unknown."""
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,130 @@
+"""The pure-Python ``format("mds")``: a PySpark (4.1+) Python Data Source for sessions that cannot
+load the spark-mds jar (Spark Connect clients, serverless).
+
+It writes and reads exactly what the JVM source does (docs/format.md): same options, type mapping,
+file names and commit protocol, so either implementation reads the other's datasets.
+
+Use::
+
+    from spark_mds.python_source import register_python_source
+    register_python_source(spark)            # False: the JVM source already serves "mds"
+    df.write.format("mds").mode("append").save(path)        # or mode("overwrite")
+    spark.read.format("mds").load(path)
+    spark_mds.save_modes.write(df, path, mode="errorifexists")  # every SaveMode, either implementation
+
+The Python workers of the executors (and the driver's planner workers) need ``spark_mds`` and
+``mds_loader`` installed, with pyarrow.
+
+What PySpark's Python Data Source API cannot do, and what works instead:
+
+* **Save modes**: ``df.write.format("mds")`` accepts only ``append`` and ``overwrite``; ``errorifexists``
+  (Spark's default, so also no mode at all) and ``ignore`` fail with
+  ``UNSUPPORTED_DATA_SOURCE_SAVE_MODE``. Use :func:`spark_mds.save_modes.write`, which implements
+  them by checking for ``index.json`` and then appending.
+* **SQL tables**: ``CREATE TABLE t USING mds LOCATION '...'`` succeeds, but the table's location never
+  reaches the Python source, so ``SELECT``/``INSERT``/CTAS on it fail. These forms work::
+
+      CREATE TEMPORARY VIEW v USING mds OPTIONS (path '/data/ds');
+      SELECT * FROM v;
+      INSERT INTO v SELECT ...;               -- appends
+      INSERT OVERWRITE v SELECT ...;          -- replaces
+      SELECT * FROM t WITH ('path' = '/data/ds');           -- t: a table declared USING mds
+      INSERT INTO t WITH ('path' = '/data/ds') SELECT ...;
+
+  ``SELECT * FROM mds.`/data/ds``` fails (``UNSUPPORTED_DATASOURCE_FOR_DIRECT_QUERY``).
+* **Column pruning**: the reader is not told which columns a query uses, so it decodes every column
+  of its schema; pass a schema naming only the columns you need to decode fewer
+  (``spark.read.schema("id BIGINT, text STRING").format("mds").load(path)``).
+* **Year-month intervals** cannot cross PySpark's Arrow transfer: write the number of months instead,
+  and read such a column as ``INT`` with a user schema.
+* ``partitionBy`` is refused, as by the JVM source. Paths are local directories (a mount that the
+  driver and executors share) for now.
+* ``encoding.<column>`` option keys reach Python lower-cased; the column is matched ignoring case.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceWriter
+from pyspark.sql.types import StructType
+
+from .fallback.options import dataset_path
+from .fallback.reader import MdsReader, default_parallelism, infer_schema
+from .fallback.writer import MdsArrowWriter, plan_write
+
+__all__ = ["MdsDataSource", "register_python_source", "python_source_class", "DEFAULT_NAME"]
+
+#: The short name the fallback registers by default (the JVM source's name).
+DEFAULT_NAME = "mds"
+
+
+class MdsDataSource(DataSource):
+    """``format("mds")`` in Python. Options: see :mod:`spark_mds.fallback.options`.
+
+    Class attributes (set by :func:`python_source_class`): ``short_name``, the format name it is
+    registered under, and ``parallelism``, the session's default parallelism used to group small
+    shards into read partitions (0: the driver's CPU count).
+    """
+
+    short_name: ClassVar[str] = DEFAULT_NAME
+    parallelism: ClassVar[int] = 0
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.short_name
+
+    def schema(self) -> StructType:
+        """The dataset's schema: ``spark_mds`` of its index, else inferred from the encodings."""
+        return infer_schema(dataset_path(self.options))
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        return MdsReader(dataset_path(self.options), schema, dict(self.options), self.parallelism or default_parallelism())
+
+    def writer(self, schema: StructType, overwrite: bool) -> DataSourceWriter:
+        """Plans the write on the driver (options, layout, job id); the writer goes to the tasks."""
+        return MdsArrowWriter(plan_write(dict(self.options), schema, overwrite, dataset_path(self.options)))
+
+
+def python_source_class(name: str = DEFAULT_NAME, parallelism: int = 0) -> type[MdsDataSource]:
+    """A subclass of :class:`MdsDataSource` registered as ``name`` (e.g. ``"mds_py"``, to use it beside
+    the JVM source in one session) that groups shards for ``parallelism`` cores."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"the data source name must be a non-empty string, got {name!r}")
+    # A class made here is pickled by value (it is no module attribute), so its settings reach the workers.
+    return type(f"MdsDataSource_{name}", (MdsDataSource,), {"short_name": name, "parallelism": int(parallelism)})
+
+
+def _default_parallelism(spark) -> int:
+    try:
+        return int(spark.sparkContext.defaultParallelism)  # classic sessions
+    except Exception:  # Spark Connect has no SparkContext
+        try:
+            return int(spark.conf.get("spark.default.parallelism", "0") or 0)
+        except Exception:
+            return 0
+
+
+def register_python_source(spark, name: str = DEFAULT_NAME) -> bool:
+    """Registers the Python ``format(name)`` source on ``spark``.
+
+    Returns:
+        True when registered (or re-registered); False when a JVM data source already owns ``name``
+        (Spark raises ``DATA_SOURCE_ALREADY_EXISTS``: the spark-mds jar is on the classpath and
+        serves ``format("mds")`` itself).
+    """
+    cls = python_source_class(name, _default_parallelism(spark))
+    try:
+        spark.dataSource.register(cls)
+    except Exception as exc:
+        condition = None
+        get = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+        if get is not None:
+            try:
+                condition = get()
+            except Exception:
+                condition = None
+        if condition == "DATA_SOURCE_ALREADY_EXISTS" or "DATA_SOURCE_ALREADY_EXISTS" in str(exc):
+            return False
+        raise
+    return True

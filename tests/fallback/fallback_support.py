@@ -1,0 +1,179 @@
+"""Helpers of the fallback tests: a Spark session in a separate process, and dataset file checks.
+
+The tests of the Python fallback need a session *without* the spark-mds jar, and the comparison
+tests one *with* it; a process holds one SparkContext, and the JVM tests of tests/spark hold one in
+the pytest process. So every Spark session of these tests lives in its own child process
+(:class:`SparkProcess`), started once per test module, that runs the functions of
+``fallback_spark_cases`` on request and returns their JSON results (or their traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+SPARK_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "1g",
+    "spark.sql.ansi.enabled": "true",
+    "spark.python.worker.reuse": "true",
+}
+
+
+class SparkProcess:
+    """A child Python process with its own SparkSession.
+
+    Args:
+        master: e.g. ``"local[2,2]"`` (two cores, one retry per task).
+        jar: put the spark-mds jar on the session's classpath.
+        register_as: register the Python fallback under this name (None: do not register); the
+            result of ``register_python_source`` is in :attr:`registered`.
+    """
+
+    def __init__(self, master: str = "local[2,2]", *, jar: bool = False, register_as: str | None = "mds",
+                 timeout: float = 300) -> None:  # fmt: skip
+        self.timeout = timeout
+        self.log = tempfile.NamedTemporaryFile(prefix="mds-fallback-spark-", suffix=".log", delete=False)
+        config = {"master": master, "jar": jar, "register_as": register_as}
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+               "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(Path(__file__)), "serve", json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, cwd=str(ROOT), env=env, text=True,
+        )  # fmt: skip
+        hello = self._reply(timeout=300)
+        self.registered = hello.get("registered")
+
+    def _reply(self, timeout: float) -> dict:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.close()
+            raise AssertionError(f"the Spark process did not answer within {timeout}s; log: {self.log.name}\n{self.log_tail()}")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"the Spark process exited ({self.proc.poll()}); log:\n{self.log_tail()}")
+        return json.loads(line)
+
+    def log_tail(self, n: int = 6000) -> str:
+        try:
+            with open(self.log.name, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+    def call(self, case: str, **kwargs: Any) -> Any:
+        """Runs ``fallback_spark_cases.<case>(spark, **kwargs)`` in the child; returns its result.
+
+        Raises:
+            AssertionError: the case raised (its traceback is the message).
+        """
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"case": case, "kwargs": kwargs}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._reply(self.timeout)
+        if not reply["ok"]:
+            raise AssertionError(f"{case} failed in the Spark process:\n{reply['error']}")
+        return reply["result"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+
+
+def _serve(config: dict) -> None:
+    """The child's loop: one JSON request per stdin line, one JSON reply per line on the original stdout."""
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else printed (Spark, py4j, the cases) goes to the log
+    sys.stdout = sys.stderr
+    from pyspark.sql import SparkSession
+
+    import spark_mds
+    from spark_mds.python_source import register_python_source
+
+    warehouse = tempfile.mkdtemp(prefix="mds-fallback-wh-")
+    b = SparkSession.builder.master(config["master"]).appName("spark-mds-fallback-tests")
+    for k, v in SPARK_CONF.items():
+        b = b.config(k, v)
+    b = b.config("spark.sql.warehouse.dir", warehouse)
+    if config["jar"]:
+        b = spark_mds.configure(b)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    registered = register_python_source(spark, config["register_as"]) if config["register_as"] else None
+    proto.write(json.dumps({"ok": True, "registered": registered}) + "\n")
+    proto.flush()
+    import fallback_spark_cases as cases
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            result = getattr(cases, request["case"])(spark, **request["kwargs"])
+            reply = {"ok": True, "result": result}
+        except BaseException:
+            reply = {"ok": False, "error": traceback.format_exc()}
+        proto.write(json.dumps(reply, default=str) + "\n")
+        proto.flush()
+    spark.stop()
+
+
+# ---------------------------------------------------------------------------- dataset files
+
+
+def read_index(path: str) -> dict:
+    with open(os.path.join(path, "index.json")) as f:
+        return json.load(f)
+
+
+def files(path: str) -> set[str]:
+    """Every file under ``path``, relative."""
+    out = set()
+    for root, _, names in os.walk(path):
+        for n in names:
+            out.add(os.path.relpath(os.path.join(root, n), path))
+    return out
+
+
+def referenced(path: str) -> set[str]:
+    """``index.json`` and the stored file of every shard it lists."""
+    names = {"index.json"}
+    for s in read_index(path)["shards"]:
+        names.add((s["zip_data"] or s["raw_data"])["basename"])
+    return names
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    _serve(json.loads(sys.argv[2]))

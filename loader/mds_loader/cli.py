@@ -414,18 +414,21 @@ def _may_have_nulls(dataset: Any, fmt: str, columns: Sequence[str]) -> bool:
     if fmt != "parquet":
         return True
     wanted = set(columns)
+    seen = set()
     for fragment in dataset.get_fragments():
         meta = fragment.metadata
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             for c in range(group.num_columns):
                 col = group.column(c)
-                if col.path_in_schema.split(".")[0] not in wanted:
+                top = col.path_in_schema.split(".")[0]
+                if top not in wanted:
                     continue
+                seen.add(top)
                 stats = col.statistics
                 if stats is None or not stats.has_null_count or stats.null_count:
                     return True
-    return False
+    return bool(wanted - seen)  # e.g. hive partition columns: not in the files, so unknown
 
 
 def _check_overrides(schema: pa.Schema, overrides: dict[str, str]) -> None:

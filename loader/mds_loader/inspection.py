@@ -336,20 +336,22 @@ def _shard_bytes(report: ValidationReport, root: str, k: int, entry: ShardEntry)
     zip_path = _file_path(root, zip_info.basename)
     label = f"{zip_path} (decompressed)"
     # A raw copy left by an earlier read is what readers use first, so it must be right too.
+    raw_copy = None
     if os.path.isfile(raw_path):
         if os.path.getsize(raw_path) != raw.bytes:
             report.warnings.append(f"{raw_path}: a stale decompressed copy ({os.path.getsize(raw_path)} bytes, index.json says "
                                    f"{raw.bytes}); readers decompress {zip_info.basename} over it")
         else:
             with open(raw_path, "rb") as f:
-                _check_hashes(report, f.read(), raw.hashes, raw_path)
-    elif not os.path.isfile(zip_path):
-        report.errors.append(f"{zip_path}: shard {k}'s file is missing")
-        return None, label
+                raw_copy = f.read()
+            if not _check_hashes(report, raw_copy, raw.hashes, raw_path):
+                raw_copy = None
     if not os.path.isfile(zip_path):
+        if raw_copy is None:
+            report.errors.append(f"{zip_path}: shard {k}'s file is missing")
+            return None, label
         report.warnings.append(f"{zip_path}: missing; only its decompressed copy {raw.basename} is there (readable locally)")
-        with open(raw_path, "rb") as f:
-            return f.read(), raw_path
+        return raw_copy, raw_path
     data = _read_file(report, zip_path, zip_info.bytes, k)
     if data is None or not _check_hashes(report, data, zip_info.hashes, zip_path):
         return None, label

@@ -191,3 +191,13 @@ def test_lz4_warns_that_the_reference_cannot_read_it(capsys, tmp_path):
     rc, out, err = call(capsys, "convert", tmp_path / "data.parquet", tmp_path / "out", "--compression", "lz4")
     assert rc == 0 and "mosaicml-streaming cannot read this dataset" in err
     assert json.loads((tmp_path / "out" / "index.json").read_text())["shards"][0]["compression"] == "lz4"
+
+
+def test_hive_partitioned_parquet(capsys, tmp_path):
+    table = pa.table({"x": pa.array(range(60), pa.int64()), "part": [f"p{i % 3}" for i in range(60)]})
+    pq.write_to_dataset(table, tmp_path / "src", partition_cols=["part"])
+    rc, out, err = call(capsys, "convert", tmp_path / "src", tmp_path / "out", "--hive")
+    assert rc == 0, err
+    back = read_table(tmp_path / "out")
+    assert sorted(zip(back["x"].to_pylist(), back["part"].to_pylist())) == sorted(zip(table["x"].to_pylist(), table["part"].to_pylist()))
+    assert "__nulls__" in _mds_columns(tmp_path / "out")  # partition values are not in the files' statistics

@@ -194,3 +194,16 @@ def test_progress_bar_on_stderr(capsys, tmp_path):
     assert rc == 0 and "validate" in err and "100%" in err
     rc, out, err = call(capsys, "validate", ds, "--no-progress")
     assert rc == 0 and err == ""
+
+
+def test_only_the_decompressed_copy_left(capsys, tmp_path):
+    """A reader with keep_zip=False leaves the raw file only: still readable locally, so valid with
+    a warning; without either file the shard is missing."""
+    ds = copy_reference_dataset("tabular_zstd_sha1-xxh64", tmp_path)
+    read_table(ds)
+    (ds / "shard.00002.mds.zstd").unlink()
+    rc, out, err = call(capsys, "validate", ds, "--decode")
+    assert rc == 0, err
+    assert f"warning: {ds / 'shard.00002.mds.zstd'}: missing; only its decompressed copy shard.00002.mds is there" in err
+    (ds / "shard.00002.mds").unlink()
+    assert _problems(capsys, ds) == [f"error: {ds / 'shard.00002.mds.zstd'}: shard 2's file is missing"]

@@ -201,3 +201,22 @@ def test_hive_partitioned_parquet(capsys, tmp_path):
     back = read_table(tmp_path / "out")
     assert sorted(zip(back["x"].to_pylist(), back["part"].to_pylist())) == sorted(zip(table["x"].to_pylist(), table["part"].to_pylist()))
     assert "__nulls__" in _mds_columns(tmp_path / "out")  # partition values are not in the files' statistics
+
+
+def test_remote_destination_goes_through_the_writer(capsys, tmp_path):
+    """A URL destination is handed to write_table, whose fsspec output writes it (memory:// here,
+    in this process)."""
+    import fsspec
+
+    from mds_loader import StreamingDataset
+
+    pq.write_table(pa.table({"a": list(range(10))}), tmp_path / "data.parquet")
+    url = f"memory://cli-tests/{tmp_path.name}/ds"
+    rc, out, err = call(capsys, "convert", tmp_path / "data.parquet", url, "--hashes", "xxh64")
+    assert rc == 0, err
+    assert out.startswith(f"converted 10 rows from {tmp_path / 'data.parquet'} (parquet) to {url}")
+    fs = fsspec.filesystem("memory")
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(url.removeprefix("memory://"), detail=False)) == ["index.json", "shard.00000.mds.zstd"]
+    dataset = StreamingDataset(remote=url, local=str(tmp_path / "cache"))
+    assert [int(dataset[i]["a"]) for i in range(len(dataset))] == list(range(10))
+    fs.rm(url.removeprefix("memory://"), recursive=True)

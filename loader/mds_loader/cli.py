@@ -150,7 +150,7 @@ def _to_text(v: Any, width: int) -> str:
 # ---------------------------------------------------------------------------- argument types
 
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -625,10 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the first rows of a dataset as a table (or JSON lines), with logical types "
                                    "and nulls. Only the shards needed are read.")  # fmt: skip
     p.add_argument("path", metavar="PATH")
-    p.add_argument("-n", type=_positive_int, default=5, metavar="N", help="number of rows (default 5)")
+    p.add_argument("-n", type=_non_negative_int, default=5, metavar="N", help="number of rows (default 5)")
     p.add_argument("--columns", type=_column_list, metavar="A,B", help="only these columns, in this order")
     p.add_argument("--json", action="store_true", help="one JSON object per row (binary as base64)")
-    p.add_argument("--width", type=_positive_int, default=40, help="maximum width of a table cell (default 40)")
+    p.add_argument("--width", type=_non_negative_int, default=40, help="maximum width of a table cell (default 40)")
     p.set_defaults(func=cmd_head)
 
     p = sub.add_parser("convert", parents=[common, progress], help="Parquet, Arrow/Feather or CSV to MDS",

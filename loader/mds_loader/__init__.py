@@ -13,9 +13,24 @@ from .errors import (
     MDSUnsafeError,
 )
 from .format import MDSDataset, MDSWriter, open_dataset, read_table, write_table
-from .stream import Stream
-from .dataset import StreamingDataset
-from .dataloader import StreamingDataLoader
+
+# The training classes import torch (~1 s): loaded on first use, so that the `mds` CLI and the
+# format API start fast.
+_LAZY = {"Stream": ".stream", "StreamingDataset": ".dataset", "StreamingDataLoader": ".dataloader"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__ = "0.1.0"
 

@@ -20,11 +20,12 @@ import errno
 import hashlib
 import os
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import MDSChecksumError, MDSFormatError, MDSSchemaError
 from .format.hashing import get_hash, verify_hash
@@ -51,6 +52,25 @@ def _has(path: str, size: int) -> bool:
         return os.path.getsize(path) == size
     except OSError:
         return False
+
+
+def _lock_unless(lock: FileLock, ready: Callable[[], bool]) -> bool:
+    """Takes `lock` exclusively, unless `ready()` becomes true first (then returns False).
+
+    A blocking wait would deadlock: once another process has downloaded the shard it holds the
+    lock *shared* for as long as it keeps the shard open, and it may be waiting for the
+    DataLoader's main process, which waits for this worker's next batch."""
+    delay = 0.001
+    while True:
+        if ready():
+            return False
+        if lock.try_acquire():
+            if ready():  # prepared between the check and the lock
+                lock.release()
+                return False
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _touch(path: str) -> None:
@@ -182,9 +202,10 @@ class ShardCache:
         if stream.is_local:
             return self._decompress(g, raw_path)
         lock_path = self._lock_path(g)
-        with FileLock(lock_path):
-            if _has(raw_path, raw.bytes):
-                return raw_path
+        lock = FileLock(lock_path)
+        if not _lock_unless(lock, lambda: _has(raw_path, raw.bytes)):
+            return raw_path  # another process or thread prepared it meanwhile
+        with lock:
             zip_info = shard.entry.zip_data
             for info in (raw, zip_info):
                 if info is not None:
@@ -207,6 +228,9 @@ class ShardCache:
                                            f"{stream.remote_url} in {stream.local_dir} ({e}); free disk space or "
                                            f"set a smaller cache_limit") from e
                 raise
+            finally:
+                if self.cache_limit is not None:
+                    self._reserve(g, 0)  # the files are on disk now (or the download failed)
             _touch(lock_path)  # just prepared: the most recently used shard, not the least
             return raw_path
 
@@ -291,42 +315,87 @@ class ShardCache:
                         pass
         return total
 
+    def _reserved(self, preparing: int) -> int:
+        """Bytes that other downloads in progress (in any process) have reserved: they are not
+        on disk yet, but will be. A reservation is the byte count written into the shard's lock
+        file by its downloader; one whose lock nobody holds was left by a dead process."""
+        total = 0
+        for g in range(len(self.shards)):
+            if g == preparing or self._stream(g).is_local:
+                continue
+            path = self._lock_path(g)
+            try:
+                if os.path.getsize(path) == 0:
+                    continue
+                with open(path, "rb") as f:
+                    text = f.read(32)
+            except OSError:
+                continue
+            lock = FileLock(path)
+            if lock.try_acquire():  # nobody is downloading it: a stale reservation
+                try:
+                    os.truncate(path, 0)
+                finally:
+                    lock.release()
+                continue
+            try:
+                total += int(text)
+            except ValueError:
+                pass
+        return total
+
     def _make_room(self, needed: int, preparing: int) -> None:
-        """Evicts least recently used, unused shards of cached streams until `needed` more bytes
-        fit under ``cache_limit``."""
+        """Reserves `needed` bytes for shard `preparing` (whose exclusive lock the caller holds),
+        first evicting least recently used shards of cached streams that nobody has open, until
+        the files present plus the downloads in progress plus `needed` fit under ``cache_limit``.
+
+        Shards in use are never evicted: if they alone exceed the limit, the limit is exceeded
+        (with a warning) rather than deadlocking or thrashing.
+        """
         if self.cache_limit is None or self._cache_lock_path is None:
             return
         with FileLock(self._cache_lock_path):
-            usage = self.usage()
-            if usage + needed <= self.cache_limit:
-                return
-            candidates = []
-            for g in range(len(self.shards)):
-                if g == preparing or self._stream(g).is_local:
-                    continue
-                if any(os.path.exists(p) for p in self._files(g)):
+            usage = self.usage() + self._reserved(preparing)
+            if usage + needed > self.cache_limit:
+                candidates = []
+                for g in range(len(self.shards)):
+                    if g == preparing or self._stream(g).is_local:
+                        continue
+                    if any(os.path.exists(p) for p in self._files(g)):
+                        try:
+                            atime = os.path.getmtime(self._lock_path(g))
+                        except OSError:
+                            atime = 0.0
+                        candidates.append((atime, g))
+                for _, g in sorted(candidates):
+                    if usage + needed <= self.cache_limit:
+                        break
+                    lock = FileLock(self._lock_path(g))
+                    if not lock.try_acquire():  # open somewhere, or being downloaded
+                        continue
                     try:
-                        atime = os.path.getmtime(self._lock_path(g))
-                    except OSError:
-                        atime = 0.0
-                    candidates.append((atime, g))
-            for _, g in sorted(candidates):
-                if usage + needed <= self.cache_limit:
-                    break
-                lock = FileLock(self._lock_path(g))
-                if not lock.try_acquire():  # open somewhere, or being downloaded
-                    continue
-                try:
-                    for path in self._files(g):
-                        usage -= _remove(path)
-                    self.stats["evictions"] += 1
-                finally:
-                    lock.release()
-            if usage + needed > self.cache_limit and not self._warned_full:
-                self._warned_full = True
-                warnings.warn(f"cache_limit={self.cache_limit} bytes is exceeded ({usage + needed} bytes) because the "
-                              f"shards in the cache are in use; raise cache_limit to at least a few shards per "
-                              f"DataLoader worker", RuntimeWarning, stacklevel=3)
+                        for path in self._files(g):
+                            usage -= _remove(path)
+                        self.stats["evictions"] += 1
+                    finally:
+                        lock.release()
+                if usage + needed > self.cache_limit and not self._warned_full:
+                    self._warned_full = True
+                    warnings.warn(f"cache_limit={self.cache_limit} bytes is exceeded ({usage + needed} bytes) because "
+                                  f"the shards in the cache are in use or being downloaded; raise cache_limit to at "
+                                  f"least a few shards per DataLoader worker", RuntimeWarning, stacklevel=3)
+            self._reserve(preparing, needed)
+
+    def _reserve(self, g: int, nbytes: int) -> None:
+        """Records (or with 0 clears) shard `g`'s reservation in its lock file; the caller holds
+        the shard's exclusive lock."""
+        path = self._lock_path(g)
+        if nbytes:
+            with open(path, "r+b") as f:
+                f.write(str(nbytes).encode())
+                f.truncate()
+        elif os.path.exists(path) and os.path.getsize(path):
+            os.truncate(path, 0)
 
     # ------------------------------------------------------------------ opening
 
@@ -370,15 +439,41 @@ class ShardCache:
                     old_lock.release()
         return reader
 
+    def _footprint(self, g: int) -> int:
+        entry = self.shards[g].entry
+        return entry.raw_data.bytes + (entry.zip_data.bytes if entry.zip_data is not None else 0)
+
+    def _prefetch_budget(self) -> int | None:
+        """Bytes this process may have downloaded ahead of use: with a ``cache_limit``, half of
+        it shared by the processes that use the cache at once (this DataLoader's workers, times
+        the ranks of the node); the other half holds the shards in use. Prefetching more than
+        the cache holds would evict prefetched shards before they are read (thrashing)."""
+        if self.cache_limit is None:
+            return None
+        try:
+            from torch.utils.data import get_worker_info
+
+            info = get_worker_info()
+        except ImportError:
+            info = None
+        sharers = (info.num_workers if info is not None else 1) * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1))
+        return self.cache_limit // (2 * sharers)
+
     def prefetch(self, shard_ids: Sequence[int]) -> None:
-        """Starts preparing these shards in the background (downloads, decompression)."""
-        todo = [g for g in shard_ids if g not in self._pending and g not in self._open
-                and not _has(self.raw_path(g), self.shards[g].entry.raw_data.bytes)]
-        if not todo:
-            return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.download_threads, thread_name_prefix="mds-prefetch")
-        for g in todo:
+        """Starts preparing these shards in the background (downloads, decompression), in the
+        order given (the order of use), as far as the prefetch budget allows."""
+        budget = self._prefetch_budget()
+        held = sum(self._footprint(g) for g in self._pending) if budget is not None else 0
+        for g in shard_ids:
+            if g in self._pending or g in self._open or _has(self.raw_path(g), self.shards[g].entry.raw_data.bytes):
+                continue
+            if budget is not None:
+                cost = self._footprint(g)
+                if held and held + cost > budget:
+                    break
+                held += cost
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.download_threads, thread_name_prefix="mds-prefetch")
             self._pending[g] = self._executor.submit(self.prepare, g)
 
     def cancel_prefetch(self) -> None:

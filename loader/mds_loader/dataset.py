@@ -415,7 +415,9 @@ class StreamingDataset(IterableDataset):
         """Starts preparing the shards of the next `predownload` (+ `extra`) samples."""
         window = shards[position : position + self.predownload + extra]
         if len(window):
-            self._cache.prefetch(np.unique(window).tolist())
+            # In order of first use (not of shard id): with a cache_limit only the first few fit.
+            _, first = np.unique(window, return_index=True)
+            self._cache.prefetch(window[np.sort(first)].tolist())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """This worker's samples of the next epoch (or of the resumed one), in the reference's

@@ -214,8 +214,8 @@ class ReadOptions:
 def resolve_encodings(encodings: Mapping[str, str], columns: Sequence[str]) -> dict[str, str]:
     """Maps ``encoding.<column>`` overrides to the data's column names.
 
-    Python data sources get option keys lower-cased, so a key is matched to the column of the same
-    name, else to the one column whose name equals it ignoring case.
+    Python data sources get option keys lower-cased, so a key is matched to the one column whose
+    name equals it ignoring case.
 
     Raises:
         MDSConfigError: a key that names no column, or that matches several columns differing only
@@ -224,9 +224,7 @@ def resolve_encodings(encodings: Mapping[str, str], columns: Sequence[str]) -> d
     resolved: dict[str, str] = {}
     unknown = []
     for key, enc in encodings.items():
-        if key in columns:
-            resolved[key] = enc
-            continue
+        # Every case-insensitive match counts: the key may be a lower-cased "Img" as well as "img".
         matches = [c for c in columns if c.lower() == key.lower()]
         if len(matches) == 1:
             resolved[matches[0]] = enc

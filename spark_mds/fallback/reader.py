@@ -161,7 +161,12 @@ class MdsReader(DataSourceReader):
         target = spark_arrow_type(t)  # type: ignore[arg-type]
         if c.arrow_type == target:
             return
+        # Text is never parsed into another type (the JVM source does not either); other values
+        # convert by Arrow's safe casts (numbers widen, integers read as dates or timestamps, ...).
+        text = pa.types.is_string(c.arrow_type) or pa.types.is_large_string(c.arrow_type)
         try:
+            if text and not (pa.types.is_string(target) or pa.types.is_large_string(target)):
+                raise pa.ArrowInvalid("text")
             pa.array([], c.arrow_type).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise MDSSchemaError(
@@ -174,13 +179,21 @@ class MdsReader(DataSourceReader):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         """Decodes a group of shards, yielding batches of about 16 MiB of raw shard data."""
-        assert isinstance(partition, MdsInputPartition)
+        if not isinstance(partition, MdsInputPartition):  # no shards: Spark still runs one empty task
+            return
         store = open_store(self.location)
         with tempfile.TemporaryDirectory(prefix="mds-read-") as tmp:
             for entry in partition.shards:
                 if entry.samples == 0:
                     continue
-                path, temporary = open_shard_file(store, entry, self.validate_hash, tmp)
+                try:
+                    path, temporary = open_shard_file(store, entry, self.validate_hash, tmp)
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(
+                        f"{exc}: the dataset at {self.location} changed since this query was planned (Spark plans a "
+                        "Python data source's DataFrame or temporary view once, when it is first used); load it "
+                        "again with spark.read.format(...).load(path) or re-create the view"
+                    ) from None
                 reader = ShardReader(path, entry, schema=self.read_schema)
                 try:
                     per_row = max(1, entry.raw_data.bytes // max(1, entry.samples))

@@ -16,6 +16,7 @@ import logging
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("spark_mds.fallback")
+
+#: After a failed job, how long no new file of the job must appear before abort returns (longer
+#: than Spark's default ``spark.python.task.killTimeout`` of 2 s), and the longest abort waits.
+ABORT_SETTLE_SECONDS = 3.0
+ABORT_MAX_SECONDS = 60.0
 
 
 class ConcurrentWriteError(MDSError, RuntimeError):
@@ -275,8 +281,25 @@ class MdsArrowWriter(DataSourceArrowWriter):
             log.warning("could not remove unreferenced files under %s: %s", plan.location, exc)
 
     def abort(self, messages: Sequence[MdsCommitMessage | None]) -> None:
-        """Removes every file of this job (messages may hold None for failed tasks)."""
-        _remove_job_files(self.plan.store(), self.plan.job_id)
+        """Removes every file of this job (messages may hold None for failed tasks).
+
+        Spark calls this as soon as the job fails, without waiting for the job's other running
+        tasks: it cancels them, and a Python worker that does not stop by itself is killed
+        ``spark.python.task.killTimeout`` (2 s by default) later, with no chance to remove its
+        files. So the job's files are removed until none has appeared for :data:`ABORT_SETTLE_SECONDS`
+        (at most :data:`ABORT_MAX_SECONDS`).
+        """
+        store = self.plan.store()
+        _remove_job_files(store, self.plan.job_id)
+        waited = quiet = 0.0
+        while quiet < ABORT_SETTLE_SECONDS and waited < ABORT_MAX_SECONDS:
+            time.sleep(0.25)
+            waited += 0.25
+            if store.list_names(job_prefix(self.plan.job_id)):
+                _remove_job_files(store, self.plan.job_id)
+                quiet = 0.0
+            else:
+                quiet += 0.25
 
 
 def _index_text(plan: WritePlan, snap: IndexSnapshot, new_shards: list[dict]) -> str:

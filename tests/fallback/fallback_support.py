@@ -159,10 +159,13 @@ def files(path: str) -> set[str]:
 
 
 def referenced(path: str) -> set[str]:
-    """``index.json`` and the stored file of every shard it lists."""
+    """``index.json`` and the files of every shard it lists (stored files, and decompressed ones
+    that mds_loader's readers may have written next to them)."""
     names = {"index.json"}
     for s in read_index(path)["shards"]:
         names.add((s["zip_data"] or s["raw_data"])["basename"])
+        if os.path.exists(os.path.join(path, s["raw_data"]["basename"])):
+            names.add(s["raw_data"]["basename"])
     return names
 
 

@@ -93,7 +93,8 @@ def _stored_bytes_column(c: ReadColumn, size: int | None) -> ReadColumn:
 
 
 def _fixed_to_binary(arr: pa.Array, size: int) -> pa.Array:
-    values = np.asarray(arr.values.slice(arr.offset * size, len(arr) * size))
+    values = arr.values.slice(arr.offset * size, len(arr) * size)
+    values = values.fill_null(0).to_numpy(zero_copy_only=False)  # null rows' slots hold nulls: keep uint8
     out = pa.Array.from_buffers(pa.binary(size), len(arr), [None, pa.py_buffer(np.ascontiguousarray(values))])
     if arr.null_count:
         out = pc.if_else(arr.is_valid(), out, pa.scalar(None, out.type))
@@ -200,7 +201,14 @@ class MdsReader(DataSourceReader):
                     step = max(1, min(_MAX_BATCH_ROWS, _BATCH_BYTES // per_row))
                     for start in range(0, entry.samples, step):
                         idx = np.arange(start, min(entry.samples, start + step))
-                        yield self._conform(reader.read_batch(idx, schema=self.read_schema), len(idx))
+                        try:
+                            batch = reader.read_batch(idx, schema=self.read_schema)
+                        except MDSSchemaError as exc:  # values that the column's type cannot hold
+                            raise MDSSchemaError(
+                                f"{exc}. In Spark, read such a column as BINARY (its stored bytes) with a user schema: "
+                                "spark.read.schema('<column> BINARY, ...').format('mds').load(path)"
+                            ) from None
+                        yield self._conform(batch, len(idx))
                 finally:
                     reader.close()
                     if temporary:

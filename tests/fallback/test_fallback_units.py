@@ -219,6 +219,7 @@ def test_failed_attempt_leaves_no_orphans(tmp_path, monkeypatch):
 
 
 def test_abort_removes_every_file_of_the_job(tmp_path, monkeypatch):
+    monkeypatch.setattr(writer_mod, "ABORT_SETTLE_SECONDS", 0.5)
     out = str(tmp_path / "ds")
     _write_job(out, [[_batch(range(10))]], monkeypatch)
     before = {f: open(os.path.join(out, f), "rb").read() for f in files(out)}
@@ -300,3 +301,22 @@ def test_read_partitions_group_small_shards():
     groups = plan_partitions([shard(100)] * 3, 128 * mb, 8)  # tiny: one group
     assert [len(g.shards) for g in groups] == [3]
     assert pickle.loads(pickle.dumps(groups[0])).shards == groups[0].shards
+
+
+def test_decimals_are_stored_in_plain_notation(tmp_path, monkeypatch):
+    from decimal import Decimal
+
+    from spark_mds.fallback.writer import plain_decimals
+
+    values = [Decimal("0.000000000000000001"), None, Decimal("0"), Decimal("-1.5E-7"), Decimal("123.45")]
+    arr = pa.array(values, pa.decimal128(38, 18))
+    assert plain_decimals(arr).to_pylist() == ["0.000000000000000001", None, "0.000000000000000000",
+                                                "-0.000000150000000000", "123.450000000000000000"]  # fmt: skip
+    schema = StructType([StructField("id", LongType(), False), StructField("dec", DecimalType(38, 18))])
+    out = str(tmp_path / "ds")
+    writer = MdsArrowWriter(plan_write({"path": out, "compression": "none"}, schema, False, out))
+    batch = pa.RecordBatch.from_pydict({"id": list(range(5)), "dec": arr}, schema=spark_arrow_schema(schema))
+    writer.commit([_task(writer, 0, 0, [batch], monkeypatch)])
+    data = open(os.path.join(out, read_index(out)["shards"][0]["raw_data"]["basename"]), "rb").read()
+    assert b"0.000000000000000001" in data and b"E-" not in data
+    assert read_table(out).column("dec").to_pylist() == values

@@ -54,12 +54,17 @@ def _has(path: str, size: int) -> bool:
         return False
 
 
-def _lock_unless(lock: FileLock, ready: Callable[[], bool]) -> bool:
+def _lock_unless(lock: FileLock, ready: Callable[[], bool], limit: float | None = None) -> bool:
     """Takes `lock` exclusively, unless `ready()` becomes true first (then returns False).
 
     A blocking wait would deadlock: once another process has downloaded the shard it holds the
     lock *shared* for as long as it keeps the shard open, and it may be waiting for the
-    DataLoader's main process, which waits for this worker's next batch."""
+    DataLoader's main process, which waits for this worker's next batch.
+
+    Raises:
+        TimeoutError: neither happened within `limit` seconds (None: no limit).
+    """
+    deadline = None if limit is None else time.monotonic() + limit
     delay = 0.001
     while True:
         if ready():
@@ -69,8 +74,21 @@ def _lock_unless(lock: FileLock, ready: Callable[[], bool]) -> bool:
                 lock.release()
                 return False
             return True
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"waited {limit:g} s for {lock.path}: another process holds this shard's lock without "
+                               f"finishing its download; if no such process is alive, report this bug")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _lock_name(entry: ShardEntry) -> str:
+    """The name of a shard's lock file. It includes the shard's identity in index.json (sizes
+    and hashes), so that after a dataset is rewritten, a process still reading the old version
+    (holding the old lock shared) never blocks the download of the new one."""
+    identity = repr([(info.basename, info.bytes, sorted(info.hashes.items()))
+                     for info in (entry.raw_data, entry.zip_data) if info is not None])
+    tag = hashlib.blake2s(identity.encode(), digest_size=6).hexdigest()
+    return f"{entry.raw_data.basename.replace('/', '%')}.{tag}.lock"
 
 
 def _touch(path: str) -> None:
@@ -127,6 +145,7 @@ class ShardCache:
         self.shards: list[_Shard] = [
             _Shard(s, k, entry) for s, stream in enumerate(self.streams) for k, entry in enumerate(stream.index.shards)
         ]
+        self._lock_names = [_lock_name(shard.entry) for shard in self.shards]
         cached_dirs = sorted({st.local_dir for st in self.streams if not st.is_local})
         self._cache_lock_path = (
             os.path.join(cached_dirs[0], _LOCK_DIR,
@@ -149,7 +168,7 @@ class ShardCache:
     # Caches are pickled into DataLoader workers (spawn) without their open files and threads.
     def __getstate__(self) -> dict[str, Any]:
         keep = ("streams", "cache_limit", "allow_unsafe_types", "max_open", "download_threads", "shards",
-                "_cache_lock_path")
+                "_cache_lock_path", "_lock_names")
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -177,8 +196,7 @@ class ShardCache:
         return self._path(g, self.shards[g].entry.raw_data.basename)
 
     def _lock_path(self, g: int) -> str:
-        name = self.shards[g].entry.raw_data.basename.replace("/", "%")
-        return os.path.join(self._stream(g).local_dir, _LOCK_DIR, name + ".lock")
+        return os.path.join(self._stream(g).local_dir, _LOCK_DIR, self._lock_names[g])
 
     # ------------------------------------------------------------------ preparing
 
@@ -203,7 +221,9 @@ class ShardCache:
             return self._decompress(g, raw_path)
         lock_path = self._lock_path(g)
         lock = FileLock(lock_path)
-        if not _lock_unless(lock, lambda: _has(raw_path, raw.bytes)):
+        # Another process's download takes at most download_retry attempts of download_timeout.
+        limit = None if stream.download_timeout is None else 2 * (stream.download_retry or 1) * (stream.download_timeout + 5) + 60
+        if not _lock_unless(lock, lambda: _has(raw_path, raw.bytes), limit):
             return raw_path  # another process or thread prepared it meanwhile
         with lock:
             zip_info = shard.entry.zip_data

@@ -22,16 +22,24 @@ What PySpark's Python Data Source API cannot do, and what works instead:
   ``UNSUPPORTED_DATA_SOURCE_SAVE_MODE``. Use :func:`spark_mds.save_modes.write`, which implements
   them by checking for ``index.json`` and then appending.
 * **SQL tables**: ``CREATE TABLE t USING mds LOCATION '...'`` succeeds, but the table's location never
-  reaches the Python source, so ``SELECT``/``INSERT``/CTAS on it fail. These forms work::
+  reaches the Python source, so ``SELECT``/``INSERT``/CTAS on the table fail
+  (``PYTHON_DATA_SOURCE_ERROR``). These forms work::
 
-      CREATE TEMPORARY VIEW v USING mds OPTIONS (path '/data/ds');
+      CREATE OR REPLACE TEMPORARY VIEW v USING mds OPTIONS (path '/data/ds');
       SELECT * FROM v;
-      INSERT INTO v SELECT ...;               -- appends
-      INSERT OVERWRITE v SELECT ...;          -- replaces
-      SELECT * FROM t WITH ('path' = '/data/ds');           -- t: a table declared USING mds
-      INSERT INTO t WITH ('path' = '/data/ds') SELECT ...;
+      INSERT INTO v SELECT * FROM src;          -- appends
+      INSERT OVERWRITE v SELECT * FROM src;     -- replaces
+
+      CREATE TABLE t (id BIGINT, text STRING) USING mds;   -- a declaration only
+      SELECT * FROM t WITH ('path' = '/data/ds');
+      INSERT INTO t WITH ('path' = '/data/ds') SELECT * FROM src;
 
   ``SELECT * FROM mds.`/data/ds``` fails (``UNSUPPORTED_DATASOURCE_FOR_DIRECT_QUERY``).
+* **Snapshots**: Spark plans a Python source's relation once, when a DataFrame or temporary view is
+  first used, and reuses that plan (``REFRESH TABLE`` does not renew it). So a DataFrame or view keeps
+  reading the dataset as it was then: after writing, load the DataFrame again or run
+  ``CREATE OR REPLACE TEMPORARY VIEW`` again (``WITH ('path' = ...)`` queries are planned afresh each
+  time). A plan whose shards were replaced by an overwrite fails, saying so.
 * **Column pruning**: the reader is not told which columns a query uses, so it decodes every column
   of its schema; pass a schema naming only the columns you need to decode fewer
   (``spark.read.schema("id BIGINT, text STRING").format("mds").load(path)``).

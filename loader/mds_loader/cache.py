@@ -359,9 +359,16 @@ class ShardCache:
                     lock.release()
                 continue
             try:
-                total += int(text)
+                reserved = int(text)
             except ValueError:
-                pass
+                continue
+            present = 0  # what the download already wrote is counted by usage()
+            for file in self._files(g):
+                try:
+                    present += os.path.getsize(file)
+                except OSError:
+                    pass
+            total += max(0, reserved - present)
         return total
 
     def _make_room(self, needed: int, preparing: int) -> None:

@@ -202,11 +202,14 @@ class RemoteStore:
         def attempt(cancel: threading.Event) -> tuple[str, int]:
             try:
                 os.makedirs(directory, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".part", dir=directory)
+                name = os.path.basename(dest)
+                prefix = (name if name.startswith(".") else "." + name) + "."  # hidden, named after dest
+                fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=directory)
             except OSError as e:
                 raise _local_error(e, dest, source) from e
             size = 0
             try:
+                self.fs.invalidate_cache(src)  # a cached listing would give the size of an older version
                 with open(fd, "wb", buffering=0) as out, self.fs.open(src, "rb") as f:
                     while True:
                         if cancel.is_set():
@@ -262,6 +265,7 @@ class RemoteStore:
 
     def exists(self, relpath: str = "") -> bool:
         path = self._path(relpath) if relpath else self.root
+        self.fs.invalidate_cache(path)
         return bool(self._attempts(f"checking {join_url(self.url, relpath)}", lambda cancel: self.fs.exists(path)))
 
     def remove(self, relpath: str) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -75,18 +76,21 @@ class FlakyFileSystem(AbstractFileSystem):
         target_options: s3fs options (endpoint, credentials).
         fail_opens: the first `fail_opens` opens of each shard file raise ConnectionResetError
             (the connection dropped: a transient error that a retry fixes).
+        slow: shard files are read 1 KiB at a time, with `slow` seconds between pieces.
     """
 
     protocol = "flaky"
     calls: Counter = Counter()  # (method, path) -> calls, over all instances of this process
     _lock = threading.Lock()
 
-    def __init__(self, target_options: dict[str, Any] | None = None, fail_opens: int = 0, **kwargs: Any) -> None:
+    def __init__(self, target_options: dict[str, Any] | None = None, fail_opens: int = 0, slow: float = 0.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         import s3fs
 
         self.target = s3fs.S3FileSystem(**(target_options or {}))
         self.fail_opens = fail_opens
+        self.slow = slow
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
@@ -103,7 +107,8 @@ class FlakyFileSystem(AbstractFileSystem):
         n = self._count("open", path)
         if "r" in mode and ".mds" in path and n <= self.fail_opens:
             raise ConnectionResetError(errno.ECONNRESET, f"injected failure {n} opening {path}")
-        return self.target.open(path, mode, **kwargs)
+        f = self.target.open(path, mode, **kwargs)
+        return _Slow(f, self.slow) if self.slow and ".mds" in path else f
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
@@ -121,6 +126,24 @@ class FlakyFileSystem(AbstractFileSystem):
 
     def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
         self.target.pipe_file(self._strip_protocol(path), value, **kwargs)
+
+
+class _Slow:
+    """A file read 1 KiB at a time, slowly (a download that takes long enough to be killed)."""
+
+    def __init__(self, f: Any, pause: float) -> None:
+        self._f = f
+        self._pause = pause
+
+    def read(self, n: int = -1) -> bytes:
+        time.sleep(self._pause)
+        return self._f.read(1024)
+
+    def __enter__(self) -> _Slow:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._f.close()
 
 
 fsspec.register_implementation("flaky", FlakyFileSystem, clobber=True)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -178,3 +179,36 @@ def test_leftovers_of_a_dead_process_are_cleaned(s3, data, tmp_path):
         ds[0]
     assert not any(path.exists() for path in junk)
     assert lock.stat().st_size == 0  # the stale reservation was dropped
+
+
+KILLED = """
+import json, sys
+import remote_data  # registers flaky://
+from mds_loader import StreamingDataset
+ds = StreamingDataset(remote=sys.argv[1], local=sys.argv[2], storage_options=json.loads(sys.argv[3]))
+print("started", flush=True)
+ds[0]  # a slow download, killed half way
+"""
+
+
+def test_a_killed_download_leaves_no_shard_that_looks_complete(s3, data, tmp_path):
+    """SIGKILL in the middle of a download: the partial data is only in a temporary file, never
+    under the shard's name; the next reader downloads the shard again and removes the debris."""
+    cache = tmp_path / "cache"
+    url = "flaky://" + data["url"].removeprefix("s3://")
+    proc = _spawn(KILLED, url, str(cache), json.dumps({"target_options": s3.storage_options, "slow": 0.05}))
+    try:
+        assert proc.stdout.readline().strip() == "started", proc.stderr.read()[-3000:]
+        ds = StreamingDataset(remote=url, local=str(cache), storage_options={"target_options": s3.storage_options})
+        name = (ds.streams[0].index.shards[0].zip_data or ds.streams[0].index.shards[0].raw_data).basename
+        deadline = time.monotonic() + 30
+        while not [p for p in cache.glob(f".{name}.*") if p.stat().st_size > 1024]:  # some data written
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (cache / name).exists() and not (cache / ds.streams[0].index.shards[0].raw_data.basename).exists()
+    assert list(cache.glob(f".{name}.*"))  # the debris of the dead process
+    assert int(ds[0]["id"]) == 0
+    assert not list(cache.glob(f".{name}.*"))

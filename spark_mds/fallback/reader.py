@@ -178,6 +178,12 @@ class MdsReader(DataSourceReader):
     def partitions(self) -> Sequence[InputPartition]:
         return self.partitions_
 
+    def __getstate__(self) -> dict:
+        # The reader travels to every read task; the shard list travels only in its own partition.
+        state = dict(self.__dict__)
+        state["partitions_"] = []
+        return state
+
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         """Decodes a group of shards, yielding batches of about 16 MiB of raw shard data."""
         if not isinstance(partition, MdsInputPartition):  # no shards: Spark still runs one empty task

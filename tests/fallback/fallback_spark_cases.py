@@ -588,3 +588,20 @@ def save_modes_both(spark, out: str):
         r["after_overwrite"] = spark.read.format(fmt).load(p).count()
         res[fmt] = r
     return res
+
+
+def session_time_zone(spark, out: str, fmt: str = "mds"):
+    """Timestamps are stored as UTC microseconds whatever the session time zone (Spark hands the
+    writer Arrow timestamps in the session zone)."""
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    try:
+        df = spark.sql("SELECT 1L AS id, timestamp'2024-03-10 01:30:00' AS ts, timestamp_ntz'2024-03-10 01:30:00' AS ntz")
+        df.write.format(fmt).mode("overwrite").save(out)
+        assert_same(spark.read.format(fmt).load(out), df)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    from mds_loader.format import MDSDataset
+
+    with MDSDataset(out) as ds:
+        sample = ds[0]
+    return {"ts": int(sample["ts"]), "ntz": int(sample["ntz"])}

@@ -223,3 +223,10 @@ def test_fallback_writes_the_reference_bytes(py, tmp_path):
                 # the same codec library as the reference: the stored files are identical too
                 assert a["zip_data"] == b["zip_data"] or (a["zip_data"]["bytes"], a["zip_data"]["hashes"]) == \
                     (b["zip_data"]["bytes"], b["zip_data"]["hashes"]), name
+
+
+def test_session_time_zone(py, tmp_path):
+    res = py.call("session_time_zone", out=str(tmp_path / "ds"))
+    utc = dt.datetime(2024, 3, 10, 9, 30, tzinfo=dt.timezone.utc)  # 01:30 in Los Angeles (PST, UTC-8)
+    assert res["ts"] == int(utc.timestamp()) * 10**6
+    assert res["ntz"] == int(dt.datetime(2024, 3, 10, 1, 30, tzinfo=dt.timezone.utc).timestamp()) * 10**6

@@ -1,15 +1,24 @@
 """The local copies of a dataset's shards: download, verification, decompression, eviction.
 
-Coordination between processes (ranks of a node, jobs sharing a cache directory) uses only files:
+Coordination between processes (ranks of a node, DataLoader workers, jobs sharing a cache
+directory) uses only files:
 
 * a shard file appears under its final name only when it is complete and verified (temporary
-  name + rename), so a crash never leaves a half shard that looks complete;
-* one lock file per shard in ``<local>/.mds-locks/``: held *exclusively* while the shard is being
-  downloaded or evicted, and *shared* by every process that has the shard open. Eviction only
-  takes shards whose lock it gets without waiting, so a shard in use is never evicted;
+  name + size and hash checks + rename), so a crash never leaves a half shard that looks
+  complete; the next downloader of the shard removes a dead process's temporary files;
+* one lock file per shard in ``<local>/.mds-locks/`` (named after the shard's entry in
+  index.json, so the old and new versions of a rewritten dataset never share a lock): held
+  *exclusively* while the shard is being downloaded or evicted, and *shared* by every process
+  that has the shard open. Nobody ever blocks on a shard's exclusive lock: a downloader polls
+  until it gets the lock or sees the shard present, eviction only takes locks it gets at once,
+  so a shard in use is never evicted and workers never deadlock on each other;
 * ``cache_limit`` is enforced under one cache-wide lock, least recently used shards first (the
-  access time is the mtime of the shard's lock file). Shards of local streams (``remote`` None)
-  are the dataset itself and are never evicted.
+  access time is the mtime of the shard's lock file, touched on download and on open). A
+  download in progress reserves its bytes by writing them into its lock file, so concurrent
+  downloads do not all fit themselves into the same free space; background prefetching stays
+  within a share of the limit, so that prefetched shards are not evicted before they are read.
+  Shards of local streams (``remote`` None, or equal to ``local``) are the dataset itself and
+  are never evicted.
 
 Locks are ``flock`` locks, released by the kernel when their process dies.
 """
@@ -222,7 +231,9 @@ class ShardCache:
         lock_path = self._lock_path(g)
         lock = FileLock(lock_path)
         # Another process's download takes at most download_retry attempts of download_timeout.
-        limit = None if stream.download_timeout is None else 2 * (stream.download_retry or 1) * (stream.download_timeout + 5) + 60
+        limit = None
+        if stream.download_timeout is not None:
+            limit = 2 * (stream.download_retry or 1) * (stream.download_timeout + 5) + 60
         if not _lock_unless(lock, lambda: _has(raw_path, raw.bytes), limit):
             return raw_path  # another process or thread prepared it meanwhile
         with lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,6 +140,7 @@ def _serve(config: dict) -> None:
         proto.write(json.dumps(reply, default=str) + "\n")
         proto.flush()
     spark.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- dataset files

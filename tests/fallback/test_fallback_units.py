@@ -320,3 +320,46 @@ def test_decimals_are_stored_in_plain_notation(tmp_path, monkeypatch):
     data = open(os.path.join(out, read_index(out)["shards"][0]["raw_data"]["basename"]), "rb").read()
     assert b"0.000000000000000001" in data and b"E-" not in data
     assert read_table(out).column("dec").to_pylist() == values
+
+
+def test_save_mode_names():
+    from spark_mds.save_modes import SAVE_MODES, write
+
+    assert {SAVE_MODES[m] for m in ("error", "errorifexists", "default")} == {"errorifexists"}
+    with pytest.raises(ValueError, match="unknown save mode 'upsert'"):
+        write(None, "/tmp/x", mode="upsert")
+
+
+def test_register_reports_a_jvm_source():
+    from spark_mds.python_source import MdsDataSource, python_source_class, register_python_source
+
+    class Exists(Exception):
+        def getCondition(self):
+            return "DATA_SOURCE_ALREADY_EXISTS"
+
+    class Registry:
+        def __init__(self, exc=None):
+            self.exc, self.registered = exc, []
+
+        def register(self, cls):
+            if self.exc:
+                raise self.exc
+            self.registered.append(cls)
+
+    class Session:
+        def __init__(self, exc=None):
+            self.dataSource = Registry(exc)
+
+    s = Session()
+    assert register_python_source(s, "mds_py") is True
+    cls = s.dataSource.registered[0]
+    assert issubclass(cls, MdsDataSource) and cls.name() == "mds_py"
+    assert register_python_source(Session(Exists())) is False
+    with pytest.raises(RuntimeError, match="boom"):
+        register_python_source(Session(RuntimeError("boom")))
+    assert python_source_class("x", 8).parallelism == 8
+    # the class made for a name pickles by value, with its settings
+    from pyspark import cloudpickle
+
+    copy = cloudpickle.loads(cloudpickle.dumps(python_source_class("mds_x", 3)))
+    assert (copy.name(), copy.parallelism) == ("mds_x", 3)

@@ -4,7 +4,6 @@ give datasets that decode to identical values, with the same index and the same 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

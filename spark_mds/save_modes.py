@@ -1,19 +1,19 @@
-"""``write(df, path, mode=...)``: every SaveMode of ``format("mds")``, with either implementation.
+"""``write(df, path, mode=...)``: every SaveMode of ``format("mds")``, with either implementation,
+in classic and Spark Connect sessions.
 
-The JVM source supports every mode itself. PySpark's Python Data Source API (the fallback) accepts
-only ``append`` and ``overwrite``; this helper gives the fallback the other two, the way the JVM
-source defines them (docs/format.md §6): a dataset *exists* at a path when the path holds
-``index.json``; ``errorifexists`` then fails naming the path, ``ignore`` does nothing, and otherwise
-the data is appended (which creates the dataset).
+The JVM source supports every mode itself, so the helper asks for the mode first. PySpark's Python
+Data Source API (the fallback) accepts only ``append`` and ``overwrite`` and refuses the others with
+``UNSUPPORTED_DATA_SOURCE_SAVE_MODE`` before anything runs; the helper then implements them the way
+the JVM source defines them (docs/format.md §6): a dataset *exists* at a path when the path holds
+``index.json``; ``errorifexists`` fails naming the path, ``ignore`` does nothing, and otherwise the
+data is appended (which creates the dataset). Existence is asked of the source itself (a schema
+lookup that runs where the data source runs), so the check also works from a Spark Connect client.
+The check and the append are two steps: a concurrent writer may create the dataset in between.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from mds_loader.format.index import INDEX_BASENAME
-
-from .fallback.storage import open_store
 
 __all__ = ["write", "SAVE_MODES", "DatasetExistsError"]
 
@@ -23,34 +23,38 @@ SAVE_MODES = {
     "append": "append", "overwrite": "overwrite", "ignore": "ignore",
 }  # fmt: skip
 
-_JVM_SOURCE_CLASS = "io.sparkmds.spark.v2.MdsDataSource"
-
 
 class DatasetExistsError(FileExistsError):
     """``mode="errorifexists"`` and the path already holds an MDS dataset."""
 
 
-def _jvm_serves(spark: Any, format: str) -> bool:
-    """Whether the JVM source serves ``format`` in this session (it wins over a Python source of
-    the same name): the jar's class is loadable and the name is the JVM source's."""
-    if format != "mds":
-        return False
-    jvm = getattr(spark, "_jvm", None)
-    if jvm is None:  # Spark Connect: no JVM in this process, so no jar to load either
-        return False
+def _condition(exc: BaseException) -> str:
+    get = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
     try:
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        jvm.java.lang.Class.forName(_JVM_SOURCE_CLASS, False, loader)
-        return True
+        return (get() if get else None) or ""
     except Exception:
-        return False
+        return ""
+
+
+def _exists(spark: Any, format: str, path: str) -> bool:
+    """Whether ``path`` holds an MDS dataset, as the data source sees it."""
+    try:
+        spark.read.format(format).load(path).schema  # noqa: B018 - planning asks the source for the schema
+    except Exception as exc:
+        text = str(exc)
+        if "index.json is missing" in text:  # the fallback's FileNotFoundError
+            return False
+        if "year-month intervals" in text:  # readable by the JVM source only, but there
+            return True
+        raise
+    return True
 
 
 def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds", **options: Any) -> None:
     """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode.
 
     Args:
-        df: the DataFrame.
+        df: the DataFrame (classic or Spark Connect).
         path: the dataset directory.
         mode: ``errorifexists`` (default, alias ``error``), ``ignore``, ``append`` or ``overwrite``.
         format: the data source name (``"mds"``; another name when the Python fallback was registered
@@ -59,7 +63,8 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
             ``nulls="mask"``, and ``encoding.<column>`` given as ``**{"encoding.img": "jpeg"}``).
 
     Raises:
-        DatasetExistsError: ``errorifexists`` and a dataset exists at ``path``.
+        DatasetExistsError: ``errorifexists`` and a dataset exists at ``path`` (the fallback; the JVM
+            source raises its own error with the same message).
         ValueError: an unknown mode.
     """
     key = str(mode).strip().lower()
@@ -67,15 +72,20 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
         raise ValueError(f"unknown save mode {mode!r}; use one of errorifexists, ignore, append, overwrite")
     mode = SAVE_MODES[key]
     writer = df.write.format(format).options(**{k: str(v) for k, v in options.items()})
-    if mode in ("append", "overwrite") or _jvm_serves(df.sparkSession, format):
+    if mode in ("append", "overwrite"):
         writer.mode(mode).save(path)
         return
-    exists = open_store(path).exists(INDEX_BASENAME)
-    if exists and mode == "errorifexists":
-        raise DatasetExistsError(
-            f"an MDS dataset already exists at {path} (it has an index.json); use mode('append') to add to it, "
-            "mode('overwrite') to replace it, or mode('ignore') to skip the write"
-        )
-    if exists:  # ignore
+    try:
+        writer.mode(mode).save(path)  # the JVM source implements every mode
         return
+    except Exception as exc:
+        if "UNSUPPORTED_DATA_SOURCE_SAVE_MODE" not in _condition(exc) + str(exc):
+            raise
+    if _exists(df.sparkSession, format, path):
+        if mode == "errorifexists":
+            raise DatasetExistsError(
+                f"an MDS dataset already exists at {path} (it has an index.json); use mode('append') to add to it, "
+                "mode('overwrite') to replace it, or mode('ignore') to skip the write"
+            )
+        return  # ignore
     writer.mode("append").save(path)

@@ -295,7 +295,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    path = resolve_dataset(args.path)
+    path = resolve_dataset(args.path, samples=None)
     total = None
     try:  # only to size the progress bar; validate_dataset reports a bad index itself
         total = sum((s.zip_data or s.raw_data).bytes for s in load_index(path).shards)
@@ -328,7 +328,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_head(args: argparse.Namespace) -> int:
-    path = resolve_dataset(args.path)
+    path = resolve_dataset(args.path, samples=args.n)
     try:
         table, samples, reason = head_rows(path, args.n, args.columns)
     except KeyError as exc:

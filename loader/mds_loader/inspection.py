@@ -54,27 +54,24 @@ SHARD_FILE_PATTERN = "shard.*.mds*"
 # ---------------------------------------------------------------------------- paths
 
 
-def resolve_dataset(path: str | os.PathLike) -> str:
+def resolve_dataset(path: str | os.PathLike, *, samples: int | None = 0,
+                    storage_options: dict[str, Any] | None = None) -> str:
     """The local dataset directory that ``path`` names: a directory holding ``index.json``, or
     the ``index.json`` file itself (``file://`` URLs are local paths).
 
     This is the single function through which every ``mds`` command turns its path argument
-    into a directory. Remote URLs (``s3://``, ``gs://``, ...) are refused here today; remote
-    support plugs in here (fetch ``index.json`` and the shards into a cache directory through
-    :class:`mds_loader.storage.RemoteStore` and return that directory).
+    into a directory. A remote URL (``s3://``, ``gs://``, ``hf://``, ...) is mirrored into a local
+    directory (see :func:`mirror_remote`): ``index.json`` always, and the stored files of the
+    shards holding the first ``samples`` samples (``None``: every shard).
 
     Raises:
-        MDSConfigError: a remote URL.
         FileNotFoundError: no such directory, or no ``index.json`` in it (naming the path).
     """
     text = os.fspath(path)
     if text.startswith("file://"):
         text = text[len("file://") :]
     if is_remote(text):
-        raise MDSConfigError(
-            f"{text}: remote datasets are not supported by the mds command yet; copy the dataset to a local "
-            f"directory first (e.g. with `aws s3 sync` or `gsutil rsync`)"
-        )
+        return mirror_remote(text, samples=samples, storage_options=storage_options)
     local = os.path.abspath(os.path.expanduser(text))
     if os.path.basename(local) == INDEX_BASENAME and os.path.isfile(local):
         return os.path.dirname(local)
@@ -85,6 +82,56 @@ def resolve_dataset(path: str | os.PathLike) -> str:
     if not os.path.isfile(os.path.join(local, INDEX_BASENAME)):
         raise FileNotFoundError(f"{local}: no {INDEX_BASENAME} here, so this is not an MDS dataset directory")
     return local
+
+
+def mirror_remote(url: str, *, samples: int | None = 0, storage_options: dict[str, Any] | None = None) -> str:
+    """Copies a remote dataset's files *as stored* (compressed shards stay compressed, so their
+    recorded hashes can be checked) into a per-URL directory under the system temp directory, and
+    returns it. ``index.json`` is fetched every time; shard files already mirrored with the right
+    size are kept. Only the shards holding the first ``samples`` samples are fetched (None: all;
+    0: only the first non-empty shard, which schema inference may need).
+
+    Raises:
+        FileNotFoundError: the remote has no ``index.json``.
+        MDSIndexError: the remote ``index.json`` is malformed.
+        TimeoutError, OSError: transfers that failed every attempt.
+    """
+    import hashlib
+    import tempfile
+
+    from .locks import FileLock
+    from .storage import RemoteStore, write_file_atomic
+    from .stream import parse_index_bytes
+
+    url = url.rstrip("/")
+    store = RemoteStore(url, storage_options=storage_options)
+    digest = hashlib.blake2s(url.encode("utf-8"), digest_size=16).hexdigest()
+    root = os.path.join(tempfile.gettempdir(), "mds-loader", "mirror", digest)
+    os.makedirs(root, exist_ok=True)
+    with FileLock(os.path.join(root, ".mirror.lock")):
+        try:
+            data = store.read_bytes(INDEX_BASENAME)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{url}/{INDEX_BASENAME}: not found, so this is not an MDS dataset") from None
+        index = parse_index_bytes(data, f"{url}/{INDEX_BASENAME}")
+        write_file_atomic(os.path.join(root, INDEX_BASENAME), lambda f: f.write(data))
+        wanted = []
+        remaining = samples
+        for shard in index.shards:
+            if remaining is not None and remaining <= 0 and wanted:
+                break
+            if remaining is not None and remaining <= 0 and not shard.samples:
+                continue
+            wanted.append(shard)
+            if remaining is not None:
+                remaining -= shard.samples
+        for shard in wanted:
+            basename, size = _stored(shard)
+            dest = _file_path(root, basename)
+            if os.path.isfile(dest) and os.path.getsize(dest) == size:
+                continue
+            store.download(basename, dest)  # atomic; a wrong size is left for `validate` to report
+    return root
 
 
 def _file_path(root: str, basename: str) -> str:

@@ -6,7 +6,6 @@ import pytest
 
 from cli_support import MDS, call, run_mds
 from support import copy_reference_dataset
-from mds_loader.errors import MDSConfigError
 from mds_loader.inspection import resolve_dataset
 
 
@@ -60,13 +59,18 @@ def test_resolve_dataset_is_the_one_path_seam(tmp_path):
     assert resolve_dataset(ds) == str(ds)
     assert resolve_dataset(ds / "index.json") == str(ds)  # the index file names its dataset
     assert resolve_dataset(f"file://{ds}") == str(ds)
-    with pytest.raises(MDSConfigError, match="remote datasets are not supported by the mds command yet"):
-        resolve_dataset("s3://bucket/datasets/train")
 
 
 @pytest.mark.parametrize("command", ["inspect", "validate", "head"])
-def test_remote_urls_fail_clearly(capsys, command):
-    rc, _, err = call(capsys, command, "gs://bucket/train")
-    assert rc == 1
-    assert err.startswith(f"mds {command}: error: gs://bucket/train: remote datasets are not supported")
-    assert len(err.strip().splitlines()) == 1
+def test_remote_urls_are_mirrored(capsys, tmp_path, command):
+    """URLs go through fsspec (here its in-process memory filesystem; S3 in tests/remote)."""
+    import pyarrow as pa
+
+    from mds_loader import write_table
+
+    url = f"memory://cli-{command}/ds"
+    write_table(pa.table({"id": list(range(10)), "name": [f"n{i}" for i in range(10)]}), url, hashes=["xxh64"])
+    rc, out, err = call(capsys, command, url)
+    assert rc == 0, err
+    expected = {"inspect": "samples      10", "validate": "valid: ", "head": "n4"}[command]
+    assert expected in out

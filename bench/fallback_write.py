@@ -6,8 +6,9 @@
 The DataFrame (``--rows`` rows, ``--partitions`` partitions): id bigint, text string (64 hex
 characters), label int, score double, tokens array<int> of 256 values. Each side runs in its own
 Python process with its own ``local[2]`` session (no spark-mds jar): it builds the DataFrame,
-caches and counts it, warms up with a small and a full write, then times ``--repeat`` full writes
-with zstd (the best one counts; the median is reported too):
+caches and counts it, and warms up with a small and a full write; then the sides take turns, one
+timed full write with zstd each per round, ``--repeat`` rounds (the best time counts; medians and
+per-round ratios are reported too, since the machine's load may change during a run):
 
 * fallback: ``df.write.format("mds").mode("overwrite").option("compression", "zstd").save(path)``
   (Arrow batches into the vectorized shard writer, index committed on the driver);
@@ -87,33 +88,62 @@ write(small, out + "-warmup")
 df = frame(rows).cache()
 assert df.count() == rows
 write(df, out)  # warm-up at full size: Python workers, JIT and memory reach their steady state
-times = []
-for _ in range(repeat):
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:  # one timed write per "run" line, so that the sides can take turns
+    if line.strip() != "run":
+        break
     t = time.perf_counter()
     write(df, out)
-    times.append(time.perf_counter() - t)
+    print(json.dumps({"seconds": time.perf_counter() - t}), flush=True)
 index = json.load(open(os.path.join(out, "index.json"))) if which != "floor" else {"shards": [{"samples": rows, "raw_data": {"bytes": 0}, "zip_data": None}]}
 samples = sum(s["samples"] for s in index["shards"])
 size = sum((s["zip_data"] or s["raw_data"])["bytes"] for s in index["shards"])
 assert samples == rows, (samples, rows)
 spark.stop()
-print(json.dumps({"seconds": min(times), "median_seconds": sorted(times)[len(times) // 2], "all_seconds": times, "samples": samples, "shards": len(index["shards"]), "stored_bytes": size}))
+print(json.dumps({"samples": samples, "shards": len(index["shards"]), "stored_bytes": size}), flush=True)
 """
 
 
-def run(python: Path, which: str, args: argparse.Namespace, work: str) -> dict:
-    env = {**os.environ, "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python), "PYTHONPATH": str(ROOT)}
-    if which == "reference":
-        env.pop("PYTHONPATH")  # the reference side must not see our packages
-        env["TOKENIZERS_PARALLELISM"] = "false"
-    proc = subprocess.run(
-        [str(python), "-c", SCRIPT, which, str(args.rows), str(args.partitions), args.master, str(args.repeat),
-         os.path.join(work, which)],
-        capture_output=True, text=True, env=env, cwd=work, timeout=args.timeout,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise SystemExit(f"{which} run failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class Side:
+    """One side of the benchmark: a process with its own session, timing one write per request."""
+
+    def __init__(self, python: Path, which: str, args: argparse.Namespace, work: str) -> None:
+        self.which = which
+        env = {**os.environ, "PYSPARK_PYTHON": str(python), "PYSPARK_DRIVER_PYTHON": str(python), "PYTHONPATH": str(ROOT)}
+        if which == "reference":
+            env.pop("PYTHONPATH")  # the reference side must not see our packages
+            env["TOKENIZERS_PARALLELISM"] = "false"
+        self.log = open(os.path.join(work, which + ".log"), "w")
+        self.proc = subprocess.Popen(
+            [str(python), "-c", SCRIPT, which, str(args.rows), str(args.partitions), args.master, str(args.repeat),
+             os.path.join(work, which)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=work,
+        )  # fmt: skip
+        self.times: list[float] = []
+
+    def _line(self) -> dict:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            self.log.flush()
+            raise SystemExit(f"{self.which} run failed:\n{open(self.log.name).read()[-4000:]}")
+        return json.loads(line)
+
+    def ready(self) -> None:
+        self._line()
+
+    def run(self) -> float:
+        self.proc.stdin.write("run\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        seconds = self._line()["seconds"]
+        self.times.append(seconds)
+        return seconds
+
+    def finish(self) -> dict:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        summary = self._line()
+        self.proc.wait()
+        t = sorted(self.times)
+        return {**summary, "seconds": t[0], "median_seconds": t[len(t) // 2], "all_seconds": self.times}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -121,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--master", default="local[2]")
-    p.add_argument("--repeat", type=int, default=3, help="timed writes per side (the best counts)")
+    p.add_argument("--repeat", type=int, default=5, help="rounds of timed writes (the best counts)")
     p.add_argument("--ref-python", type=Path, default=REF_PYTHON)
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--output", type=Path, default=RESULTS)
@@ -131,9 +161,16 @@ def main(argv: list[str] | None = None) -> dict:
     base = ROOT / "bench" / "work"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fallback-write-", dir=base) as work:
-        ours = run(Path(sys.executable), "fallback", args, work)
-        ref = run(args.ref_python, "reference", args, work)
-        floor = run(Path(sys.executable), "floor", args, work)
+        # The three sessions start (and warm up) one after the other, then take turns, one timed
+        # write each per round, so that a changing machine load affects them alike.
+        sides = {}
+        for which, python in (("fallback", Path(sys.executable)), ("reference", args.ref_python), ("floor", Path(sys.executable))):
+            sides[which] = Side(python, which, args, work)
+            sides[which].ready()
+        for _ in range(args.repeat):
+            for side in sides.values():
+                side.run()
+        ours, ref, floor = (sides[w].finish() for w in ("fallback", "reference", "floor"))
     result = {
         "benchmark": "fallback_write",
         "rows": args.rows,
@@ -147,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
                                     "all_seconds": floor["all_seconds"], "rows_per_s": args.rows / floor["seconds"]},
         "speedup": ref["seconds"] / ours["seconds"],
         "speedup_median": ref["median_seconds"] / ours["median_seconds"],
+        "speedup_per_round": [r / f for r, f in zip(ref["all_seconds"], ours["all_seconds"])],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
     print(f"rows: {args.rows}, partitions: {args.partitions}, master: {args.master}, compression: zstd")

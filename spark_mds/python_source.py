@@ -20,7 +20,7 @@ What PySpark's Python Data Source API cannot do, and what works instead:
 * **Save modes**: ``df.write.format("mds")`` accepts only ``append`` and ``overwrite``; ``errorifexists``
   (Spark's default, so also no mode at all) and ``ignore`` fail with
   ``UNSUPPORTED_DATA_SOURCE_SAVE_MODE``. Use :func:`spark_mds.save_modes.write`, which implements
-  them by checking for ``index.json`` and then appending.
+  them by asking the source whether ``index.json`` exists and then appending (from Spark Connect too).
 * **SQL tables**: ``CREATE TABLE t USING mds LOCATION '...'`` succeeds, but the table's location never
   reaches the Python source, so ``SELECT``/``INSERT``/CTAS on the table fail
   (``PYTHON_DATA_SOURCE_ERROR``). These forms work::
@@ -45,8 +45,9 @@ What PySpark's Python Data Source API cannot do, and what works instead:
   (``spark.read.schema("id BIGINT, text STRING").format("mds").load(path)``).
 * **Year-month intervals** cannot cross PySpark's Arrow transfer: write the number of months instead,
   and read such a column as ``INT`` with a user schema.
-* ``partitionBy`` is refused, as by the JVM source. Paths are local directories (a mount that the
-  driver and executors share) for now.
+* ``partitionBy`` is refused (by Spark, for Python sources; the JVM source refuses it too). Paths are
+  local directories (a mount that the driver and executors share) for now: remote stores plug in
+  at :func:`spark_mds.fallback.storage.open_store`.
 * ``encoding.<column>`` option keys reach Python lower-cased; the column is matched ignoring case.
 """
 

@@ -49,13 +49,27 @@ def _jvm_source_loadable(spark) -> bool:
 def register(spark) -> str:
     """Makes ``format("mds")`` available on ``spark`` and returns which implementation serves it.
 
-    Returns ``"jvm"`` when the plugin jar is on the session's classpath (see :func:`configure`).
+    Returns:
+        ``"jvm"`` when the plugin jar is on the session's classpath (see :func:`configure`): the
+        Scala DataSource V2, with every SaveMode and full SQL. Otherwise (no jar, e.g. a Spark
+        Connect client or a serverless cluster) the pure-Python fallback is registered and
+        ``"python"`` is returned: same format, options and commit protocol; ``append`` and
+        ``overwrite`` through ``df.write``, every mode through :func:`write`, and SQL through
+        temporary views (see the README).
     """
     if _jvm_source_loadable(spark):
         return "jvm"
-    raise RuntimeError(
-        "format('mds') is not available: the spark-mds JVM source "
-        f"({JVM_SOURCE_CLASS}) is not on this session's classpath, and the Python fallback data "
-        "source is not there yet. Create the session with "
-        "spark_mds.configure(SparkSession.builder) (which adds spark.jars) and retry."
-    )
+    from .python_source import register_python_source
+
+    # False: Spark says a JVM source owns the name (a jar added in a way we could not see).
+    return "python" if register_python_source(spark) else "jvm"
+
+
+def write(df, path: str, mode: str = "errorifexists", **options) -> None:
+    """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode (``errorifexists``, ``ignore``,
+    ``append``, ``overwrite``), whichever implementation serves ``format("mds")``; ``options`` are
+    the writer options (``compression``, ``hashes``, ``size_limit``, ``nulls``, and
+    ``encoding.<column>`` as ``**{"encoding.image": "jpeg"}``). See :mod:`spark_mds.save_modes`."""
+    from .save_modes import write as _write
+
+    _write(df, path, mode, **options)

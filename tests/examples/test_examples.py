@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import spark_mds
 from support import ROOT
 
 
@@ -61,11 +60,6 @@ def test_read_reference_dataset(tmp_path):
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.xfail(
-    not hasattr(spark_mds, "write"), strict=False, run=False,  # the example calls spark_mds.write: it cannot pass without it
-    reason="the Python fallback of format('mds') (spark_mds.register returning 'python', spark_mds.write) is not "
-           "in spark_mds yet",
-)  # fmt: skip
 def test_spark_connect_fallback(tmp_path):
     out = run_example("spark_connect_fallback.py", tmp_path, timeout=600)
     assert "format('mds') is served by: python" in out

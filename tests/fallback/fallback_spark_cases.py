@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sys
-import types
 from decimal import Decimal
 
 from pyspark.sql import Row
@@ -21,22 +19,6 @@ from pyspark.sql.types import (
 )  # fmt: skip
 
 from fallback_support import files, read_index, referenced
-
-
-def _stub_pandas_on_spark() -> None:
-    """pyspark.testing.assertDataFrameEqual imports pyspark.pandas, which fails with the pandas 3
-    installed here; it only needs the module for isinstance checks of pandas-on-Spark frames."""
-    if "pyspark.pandas" in sys.modules:
-        return
-    try:
-        import pyspark.pandas  # noqa: F401
-    except ImportError:
-        ps = types.ModuleType("pyspark.pandas")
-        ps.DataFrame = type("DataFrame", (), {})
-        utils = types.ModuleType("pyspark.testing.pandasutils")
-        utils.PandasOnSparkTestUtils = type("PandasOnSparkTestUtils", (), {})
-        sys.modules["pyspark.pandas"] = ps
-        sys.modules["pyspark.testing.pandasutils"] = utils
 
 
 UTC = dt.timezone.utc
@@ -137,7 +119,6 @@ def _collectable(df):
 def assert_same(actual, expected, key: str = "id") -> None:
     """Schemas equal (names, types, nullability); rows equal, with pyspark.testing's
     assertDataFrameEqual and bit for bit (floats exactly, NaN equal to NaN)."""
-    _stub_pandas_on_spark()
     from pyspark.testing import assertDataFrameEqual
 
     assert actual.schema == expected.schema, f"\nactual:   {actual.schema}\nexpected: {expected.schema}"

@@ -47,20 +47,32 @@ final case class Compression(name: String, family: String, level: Int) {
     case "br" => throw Compression.brotliUnsupported("writing")
   }
 
-  /** Decompresses a whole stored shard; `rawSize` comes from the index (`raw_data.bytes`). */
+  /**
+   * Decompresses a whole stored shard; `rawSize` comes from the index (`raw_data.bytes`). The output
+   * never grows beyond `rawSize`, and a buffer of `rawSize` bytes is allocated at once only when the
+   * stored file could plausibly expand to it: a small hostile file (or index) cannot make the reader
+   * allocate gigabytes.
+   */
   def decompress(src: Array[Byte], rawSize: Long, where: String): Array[Byte] = {
     if (rawSize > Int.MaxValue - 16) throw new MdsException(s"shard $where is larger than 2 GiB ($rawSize bytes)")
+    if (rawSize < 0) throw new MdsException(s"shard $where: negative raw size $rawSize in the index")
     try family match {
       case "zstd" =>
-        val dst = new Array[Byte](rawSize.toInt)
-        val n = Zstd.decompressByteArray(dst, 0, dst.length, src, 0, src.length)
-        if (Zstd.isError(n)) throw new MdsException(s"zstd: ${Zstd.getErrorName(n)}")
-        if (n != rawSize) throw new MdsException(s"decompressed to $n bytes, the index says $rawSize")
-        dst
-      case "gz" => readAll(new java.util.zip.GZIPInputStream(new ByteArrayInputStream(src), 1 << 16), rawSize)
-      case "bz2" => readAll(new BZip2CompressorInputStream(new ByteArrayInputStream(src), true), rawSize)
-      case "snappy" => Snappy.uncompress(src)
-      case "lz4" => readAll(new LZ4FrameInputStream(new ByteArrayInputStream(src)), rawSize)
+        if (rawSize <= Compression.directLimit(src.length)) {
+          val dst = new Array[Byte](rawSize.toInt)
+          val n = Zstd.decompressByteArray(dst, 0, dst.length, src, 0, src.length)
+          if (Zstd.isError(n)) throw new MdsException(s"zstd: ${Zstd.getErrorName(n)}")
+          if (n != rawSize) throw new MdsException(s"decompressed to $n bytes, the index says $rawSize")
+          dst
+        } else readAll(new com.github.luben.zstd.ZstdInputStream(new ByteArrayInputStream(src)), rawSize, src.length)
+      case "gz" => readAll(new java.util.zip.GZIPInputStream(new ByteArrayInputStream(src), 1 << 16), rawSize, src.length)
+      case "bz2" => readAll(new BZip2CompressorInputStream(new ByteArrayInputStream(src), true), rawSize, src.length)
+      case "snappy" =>
+        // A raw snappy block starts with its uncompressed length, which Snappy.uncompress allocates.
+        val n = Snappy.uncompressedLength(src)
+        if (n != rawSize) throw new MdsException(s"the snappy block holds $n bytes, the index says $rawSize")
+        Snappy.uncompress(src)
+      case "lz4" => readAll(new LZ4FrameInputStream(new ByteArrayInputStream(src)), rawSize, src.length)
       case "br" => throw Compression.brotliUnsupported("reading")
     } catch {
       case e: MdsException if e.getMessage.contains("Brotli") => throw e
@@ -68,19 +80,28 @@ final case class Compression(name: String, family: String, level: Int) {
     }
   }
 
-  private def readAll(in: InputStream, rawSize: Long): Array[Byte] = {
+  /** Reads exactly `rawSize` bytes, growing the buffer as data arrives (up to `rawSize`). */
+  private def readAll(in: InputStream, rawSize: Long, srcLen: Int): Array[Byte] = {
     try {
-      val dst = new Array[Byte](rawSize.toInt)
+      val size = rawSize.toInt
+      var dst = new Array[Byte](math.min(rawSize, Compression.directLimit(srcLen)).toInt)
       var pos = 0
-      var n = 0
-      while (pos < dst.length && { n = in.read(dst, pos, dst.length - pos); n > 0 }) pos += n
-      if (pos != dst.length || in.read() != -1) throw new MdsException(s"decompressed size differs from the index ($rawSize bytes)")
+      var eof = false
+      while (!eof && pos < size) {
+        if (pos == dst.length) dst = java.util.Arrays.copyOf(dst, math.min(size.toLong, dst.length * 2L + 4096).toInt)
+        val n = in.read(dst, pos, dst.length - pos)
+        if (n < 0) eof = true else pos += n
+      }
+      if (pos != size || in.read() != -1) throw new MdsException(s"decompressed size differs from the index ($rawSize bytes)")
       dst
     } finally in.close()
   }
 }
 
 object Compression {
+  /** The output size a stored file of `srcLen` bytes is trusted to expand to in one allocation. */
+  def directLimit(srcLen: Int): Long = math.max(64L << 20, 4096L * srcLen)
+
   private val levels: Map[String, (Int, Int, Int)] = Map( // family -> (min, max, default)
     "zstd" -> (1, 22, 3), "gz" -> (0, 9, 9), "bz2" -> (1, 9, 9), "br" -> (0, 11, 11))
 

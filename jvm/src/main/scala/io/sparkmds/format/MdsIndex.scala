@@ -60,8 +60,18 @@ object MdsIndex {
     val shardsNode = root.get("shards")
     if (shardsNode == null || !shardsNode.isArray) bad("'shards' is missing or not a list")
     val shards = shardsNode.elements().asScala.zipWithIndex.map { case (s, i) => parseShard(s, s"$where, shard $i") }.toVector
+    // Two entries naming one file would read its samples twice.
+    val seen = scala.collection.mutable.HashMap.empty[String, Int]
+    shards.zipWithIndex.foreach { case (sh, i) =>
+      sh.basenames.foreach { b =>
+        seen.get(b).foreach(j => bad(s"shard $i names '$b', already used by shard $j"))
+        seen(b) = i
+      }
+    }
     val meta = Option(root.get("spark_mds")).filterNot(_.isNull).map { m =>
-      val fv = Option(m.get("format_version")).map(_.intValue()).getOrElse(bad("spark_mds.format_version is missing"))
+      if (!m.isObject) bad("spark_mds is not a JSON object")
+      val fv = Option(m.get("format_version")).filter(_.isIntegralNumber).map(_.intValue())
+        .getOrElse(bad("spark_mds.format_version is missing or not an integer"))
       if (fv != 1) bad(s"spark_mds.format_version $fv is newer than this reader (1); upgrade spark-mds")
       val schema = Option(m.get("schema")).filter(_.isObject).getOrElse(bad("spark_mds.schema is missing"))
       val nm = Option(m.get("null_mask")).filterNot(_.isNull).map(_.asText())
@@ -71,6 +81,8 @@ object MdsIndex {
     MdsIndex(shards, meta, extra)
   }
 
+  private val MaxU32 = 0xffffffffL
+
   private def parseShard(s: JsonNode, where: String): ShardEntry = {
     def bad(msg: String) = throw new MdsException(s"invalid MDS index entry ($where): $msg")
     if (!s.isObject) bad("not a JSON object")
@@ -79,13 +91,22 @@ object MdsIndex {
     if (missing.nonEmpty) bad(s"missing keys ${missing.toSeq.sorted.mkString(", ")}")
     val unknown = keys -- shardKeys
     if (unknown.nonEmpty) bad(s"unknown keys ${unknown.toSeq.sorted.mkString(", ")} (the reference rejects them)")
-    val format = s.get("format").asText()
+    // Strict types: Jackson's asText/longValue would turn a number into a name or "12" into 0 samples.
+    def text(n: JsonNode, what: String): String = { if (n == null || !n.isTextual) bad(s"$what must be a string, got $n"); n.asText() }
+    def integer(n: JsonNode, what: String, max: Long): Long = {
+      if (n == null || !n.isIntegralNumber || !n.canConvertToLong || n.longValue() < 0 || n.longValue() > max) {
+        bad(s"$what must be an integer in 0..$max, got $n")
+      }
+      n.longValue()
+    }
+    val format = text(s.get("format"), "'format'")
     if (format != "mds") bad(s"shard format '$format' is not supported; only 'mds' shards can be read")
-    if (s.get("version").intValue() != 2) bad(s"shard version ${s.get("version")} is not supported (only 2)")
+    val version = s.get("version")
+    if (!version.isIntegralNumber || version.longValue() != 2) bad(s"shard version $version is not supported (only 2)")
     def strList(k: String): Seq[String] = {
       val n = s.get(k)
       if (!n.isArray) bad(s"'$k' is not a list")
-      n.elements().asScala.map(_.asText()).toVector
+      n.elements().asScala.map(e => text(e, s"every element of '$k'")).toVector
     }
     def fileInfo(k: String): Option[FileInfo] = {
       val n = s.get(k)
@@ -94,26 +115,35 @@ object MdsIndex {
         if (!n.isObject) bad(s"'$k' is not an object")
         val ks = n.fieldNames().asScala.toSet
         if (ks != Set("basename", "bytes", "hashes")) bad(s"'$k' must have exactly basename, bytes and hashes")
-        val base = n.get("basename").asText()
+        val base = text(n.get("basename"), s"'$k.basename'")
         checkBasename(base, where)
-        val hs = n.get("hashes").properties().asScala.map(e => e.getKey -> e.getValue.asText()).toVector
-        Some(FileInfo(base, n.get("bytes").longValue(), hs))
+        val hashes = n.get("hashes")
+        if (!hashes.isObject) bad(s"'$k.hashes' must map algorithm names to hex digests, got $hashes")
+        val hs = hashes.properties().asScala.map(e => e.getKey -> text(e.getValue, s"'$k.hashes.${e.getKey}'")).toVector
+        Some(FileInfo(base, integer(n.get("bytes"), s"'$k.bytes'", MaxU32), hs))
       }
     }
     val names = strList("column_names")
+    if (names.distinct.length != names.length) bad(s"column_names are not distinct: ${names.mkString(", ")}")
     val encs = strList("column_encodings")
     val sizesNode = s.get("column_sizes")
     if (!sizesNode.isArray) bad("'column_sizes' is not a list")
-    val sizes = sizesNode.elements().asScala.map(n => if (n.isNull) None else Some(n.intValue())).toVector
+    val sizes = sizesNode.elements().asScala.map(n => if (n.isNull) None else Some(integer(n, "a column size", Int.MaxValue).toInt)).toVector
     if (names.length != encs.length || names.length != sizes.length) {
       bad("column_names, column_encodings and column_sizes have different lengths")
     }
+    val samples = integer(s.get("samples"), "'samples'", MaxU32)
     val raw = fileInfo("raw_data").getOrElse(bad("'raw_data' is null"))
-    val comp = Option(s.get("compression")).filterNot(_.isNull).map(_.asText())
+    if (raw.bytes < 8 + 4 * samples) bad(s"raw_data.bytes is ${raw.bytes}, impossible for a shard of $samples samples")
+    val compNode = s.get("compression")
+    val comp = if (compNode == null || compNode.isNull) None else Some(text(compNode, "'compression'"))
     val zip = fileInfo("zip_data")
     if (comp.isDefined != zip.isDefined) bad("'compression' and 'zip_data' disagree")
-    val limit = Option(s.get("size_limit")).filterNot(_.isNull).map(_.longValue())
-    ShardEntry(encs, names, sizes, comp, strList("hashes"), raw, s.get("samples").longValue(), limit, zip)
+    if (zip.exists(_.basename == raw.basename)) bad(s"raw_data and zip_data name the same file '${raw.basename}'")
+    val limitNode = s.get("size_limit")
+    val limit = if (limitNode == null || limitNode.isNull || limitNode.isTextual) None
+      else Some(integer(limitNode, "'size_limit'", Long.MaxValue))
+    ShardEntry(encs, names, sizes, comp, strList("hashes"), raw, samples, limit, zip)
   }
 
   /**

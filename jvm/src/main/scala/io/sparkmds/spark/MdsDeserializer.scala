@@ -31,6 +31,7 @@ final class MdsDeserializer(layout: MdsLayout, required: StructType) {
   private val lastCol: Int = (storageIdx ++ (if (needMask) Seq(layout.nullMaskIndex) else Nil)).foldLeft(-1)(math.max)
   private val fixedSize: Array[Int] = layout.storageEncodings.map(_.fixedSize).toArray
   private val numVar = fixedSize.count(_ < 0)
+  private val numCols = fixedSize.length
   private val colStart = new Array[Int](math.max(lastCol + 1, 1))
   private val colLen = new Array[Int](math.max(lastCol + 1, 1))
   val row: SpecificInternalRow = new SpecificInternalRow(required.fields.map(_.dataType).toIndexedSeq)
@@ -40,19 +41,30 @@ final class MdsDeserializer(layout: MdsLayout, required: StructType) {
     val b = shard.bytes
     val start = shard.start(i)
     val end = shard.end(i)
-    var p = start + 4 * numVar
+    if (len0(start, end)) {
+      throw new MdsException(s"corrupt MDS shard $where: sample $i has ${end - start} bytes, fewer than its " +
+        s"${4 * numVar} bytes of column sizes; the shard does not match the index's column encodings")
+    }
+    // Sizes are u32: add them as longs, so that huge sizes cannot wrap around into a plausible total.
+    var p = (start + 4 * numVar).toLong
     var v = 0
     var k = 0
-    while (k <= lastCol) {
-      val len = if (fixedSize(k) >= 0) fixedSize(k) else { val l = LE.i32(b, start + 4 * v); v += 1; l }
-      colStart(k) = p
-      colLen(k) = len
+    while (k < numCols) {
+      val len = if (fixedSize(k) >= 0) fixedSize(k).toLong else { val l = LE.u32(b, start + 4 * v); v += 1; l }
+      if (k <= lastCol) {
+        colStart(k) = p.toInt
+        colLen(k) = len.toInt
+      }
       p += len
+      if (p > end) {
+        throw new MdsException(s"corrupt MDS shard $where: sample $i has columns running past its end " +
+          s"(${p - start} > ${end - start} bytes); the shard does not match the index's column encodings")
+      }
       k += 1
     }
-    if (p > end || len0(start, end)) {
-      throw new MdsException(s"corrupt MDS shard $where: sample $i has columns running past its end " +
-        s"(${p - start} > ${end - start} bytes); the shard does not match the index's column encodings")
+    if (p != end) {
+      throw new MdsException(s"corrupt MDS shard $where: sample $i has ${end - start} bytes, but its column sizes " +
+        s"add up to ${p - start}; the shard does not match the index's column encodings")
     }
     var m = 0
     val maskStart = if (needMask) colStart(layout.nullMaskIndex) else 0
@@ -222,6 +234,10 @@ object MdsDeserializer {
     case _ => false
   }
 
+  /** The most nested arrays (all levels but the innermost) one ndarray value may make beyond its payload's size
+   * (only values with a zero dimension can have more arrays than bytes). */
+  val MaxNestedArrays: Long = 1L << 24
+
   /** Parses an ndarray value and builds (nested) Catalyst arrays of the target type. */
   final class NdArrayReader(col: String, enc: NdArray, at: ArrayType) {
     private val (depth, leaf) = {
@@ -265,9 +281,19 @@ object MdsDeserializer {
         throw bad(s"a value has dtype ${dtype.name}, which does not cast safely to the column's ${columnDType.name} " +
           s"(${at.sql}); read this column as binary (the stored bytes) with a user-given schema")
       }
+      // Element counts of the nested arrays built per level: bounded before anything is allocated, so
+      // that shapes whose product overflows, or that have a zero dimension after huge ones, fail.
       var n = 1L
       var k = 0
-      while (k < ndim) { n *= shapeBuf(k); k += 1 }
+      while (k < ndim) {
+        if (k < ndim - 1 && n * shapeBuf(k) > math.max(MaxNestedArrays, l.toLong)) {
+          throw bad(s"a value of shape (${shapeBuf.take(ndim).mkString(", ")}) would make ${n * shapeBuf(k)} nested arrays " +
+            s"for a payload of $l bytes; the shard is corrupt")
+        }
+        n *= shapeBuf(k)
+        if (n > Int.MaxValue) throw bad(s"a value of shape (${shapeBuf.take(ndim).mkString(", ")}) has more than 2**31 elements")
+        k += 1
+      }
       if (p + n * dtype.size != o + l) throw bad(s"a value of shape (${shapeBuf.take(ndim).mkString(", ")}) and dtype ${dtype.name} " +
         s"needs ${n * dtype.size} bytes but has ${o + l - p}")
       if (depth == ndim) build(b, p, dtype, 0, ndim)

@@ -306,7 +306,12 @@ class ShardCache:
         entry = self.shards[g].entry
         zip_info = entry.zip_data
         if zip_info is None:
-            raise FileNotFoundError(f"{raw_path}: shard file is missing (or has the wrong size)")
+            try:
+                size = os.path.getsize(raw_path)
+            except OSError:
+                raise FileNotFoundError(f"{raw_path}: shard file is missing") from None
+            raise MDSFormatError(f"{raw_path}: {size} bytes, index.json says {entry.raw_data.bytes}; the file is "
+                                 f"truncated or was replaced")
         zip_path = self._path(g, zip_info.basename)
         try:
             with open(zip_path, "rb") as f:
@@ -319,7 +324,7 @@ class ShardCache:
         stream = self._stream(g)
         if verify and stream.validate_hash:
             verify_hash(stream.validate_hash, data, zip_info.hashes, zip_path)
-        out = entry.codec.decompress(data, source=zip_path)  # type: ignore[union-attr]
+        out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
         if len(out) != entry.raw_data.bytes:
             raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says "
                                  f"{entry.raw_data.bytes}; the file is corrupt")

@@ -78,6 +78,37 @@ def parse_bytes(value: int | str | None, name: str) -> int | None:
     raise MDSConfigError(f"`{name}` must be a number of bytes or a string like '10gb', got {value!r}")
 
 
+#: Peak bytes per sample of computing an epoch's sample order (partition + shuffle, measured).
+_ORDER_BYTES_PER_SAMPLE = 40
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_order_memory(epoch_size: int, num_samples: int, streams: Sequence[Stream]) -> None:
+    """Fails clearly, before any allocation, when an epoch's sample order cannot fit in this
+    machine's memory: otherwise the first iteration would die of an out-of-memory kill. An
+    index.json that claims far more samples than its shards hold (corrupt or hostile) gets here.
+
+    Raises:
+        MDSConfigError: naming the sample counts, the memory needed and the streams' indexes.
+    """
+    memory = _physical_memory()
+    need = max(epoch_size, num_samples) * _ORDER_BYTES_PER_SAMPLE
+    if memory is None or need <= memory:
+        return
+    where = ", ".join(st.index.source for st in streams)
+    raise MDSConfigError(
+        f"the dataset has {num_samples} samples (epoch_size {epoch_size}): computing an epoch's sample order needs "
+        f"about {need / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f} GiB of memory. If that many "
+        f"samples is wrong, index.json is corrupt (it claims more samples than its shards hold): {where}"
+    )
+
+
 def _detect_world() -> World:
     """This process's rank world: torch.distributed when initialised, else the launcher's
     environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``). Never initialises a process
@@ -215,6 +246,7 @@ class StreamingDataset(IterableDataset):
         self.shards_per_stream = layout.shards_per_stream
         self.num_samples = int(self.samples_per_shard.sum())
         self._sample_ends = np.cumsum(self.samples_per_shard)
+        _check_order_memory(self.epoch_size, self.num_samples, self.streams)
 
         if self.cache_limit is not None:
             biggest = max((sh.raw_data.bytes + (sh.zip_data.bytes if sh.zip_data else 0)
@@ -440,6 +472,14 @@ class StreamingDataset(IterableDataset):
     # ------------------------------------------------------------------ batches
 
     def _batch_schema(self, natural: bool) -> tuple[list[ReadColumn], ReadSchema]:
+        for stream in self.streams:  # one schema per stream: every shard must have its columns
+            shards = stream.index.shards
+            for k, shard in enumerate(shards[1:], 1):
+                if shard.column_names != shards[0].column_names or shard.column_encodings != shards[0].column_encodings:
+                    raise MDSSchemaError(
+                        f"{stream.index.source}: shard {k} has columns {dict(zip(shard.column_names, shard.column_encodings))}, "
+                        f"shard 0 has {dict(zip(shards[0].column_names, shards[0].column_encodings))}; batches need the same "
+                        f"columns in every shard: use per-sample iteration")
         schemas = [self._cache.schema(s, natural) for s in range(len(self.streams))]
         first = schemas[0]
         for s, other in enumerate(schemas[1:], 1):

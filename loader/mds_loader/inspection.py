@@ -200,7 +200,7 @@ def _decompress(root: str, k: int, entry: ShardEntry) -> bytes:
         data = f.read()
     if len(data) != zip_info.bytes:
         raise MDSFormatError(f"{zip_path}: shard {k} has {len(data)} bytes, index.json says {zip_info.bytes}; the file is truncated or was replaced")
-    raw = entry.codec.decompress(data, source=zip_path)  # type: ignore[union-attr]
+    raw = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
     if len(raw) != entry.raw_data.bytes:
         raise MDSFormatError(f"{zip_path}: decompresses to {len(raw)} bytes, index.json says {entry.raw_data.bytes}; the file is corrupt")
     return raw
@@ -403,7 +403,7 @@ def _shard_bytes(report: ValidationReport, root: str, k: int, entry: ShardEntry)
     if data is None or not _check_hashes(report, data, zip_info.hashes, zip_path):
         return None, label
     try:
-        out = entry.codec.decompress(data, source=zip_path)  # type: ignore[union-attr]
+        out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
     except MDSFormatError as exc:
         report.errors.append(str(exc))
         return None, label

@@ -243,8 +243,8 @@ def parse_index_bytes(data: bytes, source: str) -> Index:
 
     try:
         obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise MDSIndexError(f"{source}: not valid JSON ({e})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise MDSIndexError(f"{source}: not valid JSON ({e}); the file is corrupt or incomplete") from None
     return parse_index(obj, source)
 
 

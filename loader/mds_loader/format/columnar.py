@@ -723,8 +723,29 @@ def parse_ndarray_heads(buf: np.ndarray, starts: np.ndarray, sizes: np.ndarray, 
             if code == 3 and np.any(raw > np.iinfo(_I64).max):
                 raise MDSFormatError(f"column {column!r}: an ndarray dimension overflows")
             shapes[rows] = raw.astype(_I64)
+    # The products are computed in float too: an int64 product that overflows (dimensions of 2**32 and
+    # 2**32 wrap around to 0) must not pass for an empty array.
     with np.errstate(over="ignore"):
         expected = np.prod(shapes, axis=1) * itemsize
+    approx = np.prod(shapes.astype(np.float64), axis=1) * itemsize
+    if np.any(approx > float(np.iinfo(_I64).max) / 2):
+        bad = int(np.argmax(approx > float(np.iinfo(_I64).max) / 2))
+        raise MDSFormatError(
+            f"{row_name(bad)}, column {column!r}: an ndarray of shape {tuple(int(d) for d in shapes[bad])} overflows; "
+            f"the shard is corrupt"
+        )
+    if ndim > 1:
+        # Only arrays with a zero dimension can have more nested lists than payload bytes: (2**40, 0)
+        # is empty but would make 2**40 lists.
+        outer = np.cumprod(shapes[:, :-1].astype(np.float64), axis=1)
+        limit = np.maximum(sizes - prefix, 1 << 24)
+        over = np.any(outer > limit[:, None], axis=1)
+        if np.any(over):
+            bad = int(np.argmax(over))
+            raise MDSFormatError(
+                f"{row_name(bad)}, column {column!r}: an ndarray of shape {tuple(int(d) for d in shapes[bad])} would make "
+                f"more nested lists than its payload of {int(sizes[bad] - prefix[bad])} bytes allows; the shard is corrupt"
+            )
     if np.any(expected != sizes - prefix) or np.any(expected < 0):
         bad = int(np.argmax((expected != sizes - prefix) | (expected < 0)))
         raise MDSFormatError(
@@ -745,6 +766,8 @@ def build_ndarray(leaf: pa.Array, shapes: np.ndarray, arrow_type: pa.DataType, c
     arr = leaf
     for k in reversed(range(ndim)):
         per_row = np.prod(shapes[:, :k], axis=1) if k else np.ones(n, _I64)
+        if k and float(np.prod(shapes[:, :k].astype(np.float64), axis=1).sum()) > np.iinfo(np.int32).max:
+            raise MDSSchemaError(f"column {column!r}: more than 2**31 nested arrays in one batch; read smaller batches")
         lengths = np.repeat(shapes[:, k], per_row)
         tk = types[k]
         if pa.types.is_fixed_size_list(tk):

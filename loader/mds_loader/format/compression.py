@@ -92,49 +92,118 @@ class Codec:
             return bytes(cramjam.lz4.compress(data))
         raise AssertionError(family)
 
-    def decompress(self, data: bytes | bytearray | memoryview, *, source: str = "data") -> bytes:
+    def decompress(self, data: bytes | bytearray | memoryview, *, source: str = "data", max_size: int | None = None) -> bytes:
         """Decompresses ``data``; ``source`` (a file name) is named in the error if it fails.
 
+        Args:
+            max_size: the most bytes the output may have (a shard's ``raw_data.bytes``): the
+                output never grows much beyond it, so a small hostile file (a "decompression
+                bomb") cannot exhaust memory. None: no limit.
+
         Raises:
-            MDSFormatError: the data is not a valid stream of this codec.
+            MDSFormatError: the data is not a valid stream of this codec, or it decompresses to
+                more than ``max_size`` bytes.
         """
         try:
-            return self._decompress(data)
-        except MDSFormatError:
-            raise
+            out = self._decompress(data, None if max_size is None else max_size + 1)
+        except MDSFormatError as exc:
+            raise MDSFormatError(f"{source}: {exc}") from None
+        except MemoryError as exc:
+            raise MDSFormatError(f"{source}: not enough memory to decompress ({self.name}, {max_size} bytes expected)") from exc
         except Exception as exc:  # each library has its own error types
             raise MDSFormatError(
                 f"{source}: cannot decompress as {self.name!r}: {exc}; the file is corrupt or "
                 f"was written with another compression"
             ) from exc
+        if max_size is not None and len(out) > max_size:
+            raise MDSFormatError(
+                f"{source}: decompresses to more than {max_size} bytes, the size index.json gives; the file is corrupt "
+                f"or is not this shard"
+            )
+        return out
 
-    def _decompress(self, data: bytes | bytearray | memoryview) -> bytes:
+    def _decompress(self, data: bytes | bytearray | memoryview, limit: int | None) -> bytes:
+        """The decompressed bytes, or (with ``limit``) at most about ``limit`` of them."""
         family = self.family
         if family == "zstd":
             import zstandard
 
             if not len(data):
-                raise MDSFormatError("empty input")
+                raise MDSFormatError("cannot decompress as 'zstd': empty input")
             # A stream reader also handles frames without a content size and several frames.
             with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
-                return reader.readall()
+                if limit is None:
+                    return reader.readall()
+                return _read_up_to(reader, limit)
         if family == "gz":
-            return gzip.decompress(data)
+            if limit is None:
+                return gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:  # several members, CRC checked
+                return _read_up_to(f, limit)
         if family == "bz2":
-            return bz2.decompress(data)
+            if limit is None:
+                return bz2.decompress(data)
+            with bz2.BZ2File(io.BytesIO(data)) as f:  # several streams
+                return _read_up_to(f, limit)
         if family == "br":
             import brotli
 
-            return brotli.decompress(bytes(data))
+            if limit is None:
+                return brotli.decompress(bytes(data))
+            d = brotli.Decompressor()
+            parts = [d.process(bytes(data), output_buffer_limit=limit)]
+            total = len(parts[0])
+            while total < limit and not d.is_finished():
+                chunk = d.process(b"", output_buffer_limit=limit - total)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                total += len(chunk)
+            if not d.is_finished() and total < limit:
+                raise ValueError("truncated brotli stream")
+            return b"".join(parts)
         if family == "snappy":
             import cramjam
 
+            if limit is not None:
+                size = cramjam.snappy.decompress_raw_len(data)  # the block's header: what it would allocate
+                if size >= limit:
+                    raise MDSFormatError(f"the snappy block holds {size} bytes, more than the {limit - 1} index.json gives")
             return bytes(cramjam.snappy.decompress_raw(data))
         if family == "lz4":
             import cramjam
+            import numpy as np
 
-            return bytes(cramjam.lz4.decompress(data))
+            if limit is None:
+                return bytes(cramjam.lz4.decompress(data))
+            out = np.empty(limit, np.uint8)  # not touched beyond what is written
+            try:
+                n = cramjam.lz4.decompress_into(data, out)
+            except cramjam.DecompressionError as exc:
+                if "whole buffer" in str(exc):  # more output than the buffer holds
+                    raise MDSFormatError(f"decompresses to more than {limit - 1} bytes, the size index.json gives; the "
+                                         f"file is corrupt or is not this shard") from None
+                raise
+            return out[:n].tobytes()
         raise AssertionError(family)
+
+
+#: Output read per call when decompressing with a limit: readers allocate what they are asked
+#: for, so the memory used grows with the real output, not with the limit (an index's claim).
+_READ_CHUNK = 256 << 20
+
+
+def _read_up_to(f, limit: int) -> bytes:
+    """Reads a decompressing file object until its end or until ``limit`` bytes."""
+    parts = []
+    total = 0
+    while total < limit:
+        chunk = f.read(min(limit - total, _READ_CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 @lru_cache(maxsize=None)

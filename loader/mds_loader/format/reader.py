@@ -574,13 +574,19 @@ class MDSDataset:
         entry = self.shards[k]
         raw = entry.raw_data
         raw_path = os.path.join(self.path, *raw.basename.split("/"))
+        zip_info = entry.zip_data
         if os.path.isfile(raw_path) and os.path.getsize(raw_path) == raw.bytes:
-            if self.validate_hash and entry.zip_data is None and k not in self._verified:
+            if not self.validate_hash or k in self._verified:
+                return raw_path
+            # A raw file decompressed earlier (perhaps without validation, from a corrupt compressed
+            # file) is verified with its own hash; without one, it is made again from the verified
+            # compressed file.
+            zip_path = None if zip_info is None else os.path.join(self.path, *zip_info.basename.split("/"))
+            if zip_info is None or self.validate_hash in raw.hashes or not os.path.isfile(zip_path):
                 with open(raw_path, "rb") as f:
                     verify_hash(self.validate_hash, f.read(), raw.hashes, raw_path)
                 self._verified.add(k)
-            return raw_path
-        zip_info = entry.zip_data
+                return raw_path
         if zip_info is None:
             if os.path.exists(raw_path):
                 raise MDSFormatError(
@@ -597,10 +603,12 @@ class MDSDataset:
             raise MDSFormatError(f"{zip_path}: shard {k} has {len(data)} bytes, index.json says {zip_info.bytes}; the file is truncated or was replaced")
         if self.validate_hash:
             verify_hash(self.validate_hash, data, zip_info.hashes, zip_path)
-        out = entry.codec.decompress(data, source=zip_path)  # type: ignore[union-attr]
+        out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
         if len(out) != raw.bytes:
             raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says {raw.bytes}; the file is corrupt")
         _write_atomic(raw_path, out)
+        if self.validate_hash:
+            self._verified.add(k)
         if not self.keep_zip:
             os.remove(zip_path)
         return raw_path

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .format.fileio import write_file_atomic  # re-exported: the one implementation
+
 __all__ = ["LocalDiskError", "RemoteStore", "is_remote", "join_url", "write_file_atomic"]
 
 T = TypeVar("T")
@@ -72,22 +74,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def write_file_atomic(path: str, write: Callable[[Any], None]) -> None:
-    """Creates `path` through a temporary file in the same directory and a rename, so that a
-    crash never leaves a partial file under the final name. `write(f)` fills the file."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
 
 
 def _local_error(e: OSError, path: str, source: str) -> LocalDiskError:

@@ -285,7 +285,7 @@ class Encoding:
         """
         if self.kind == "pkl" and not allow_unsafe_types:
             raise MDSUnsafeError(
-                f"'pkl' values are unpickled only with allow_unsafe_types=True (unpickling runs "
+                "'pkl' values are unpickled only with allow_unsafe_types=True (unpickling runs "
                 f"arbitrary code: do it only for data you trust)"
             )
         if self.size is not None and len(data) != self.size:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from ..errors import MDSConfigError, MDSEncodingError, MDSIndexError, MDSPathError
 from .compression import Codec, get_codec
 from .encodings import Encoding, parse_encoding
+from .fileio import write_file_atomic
 from .schema import Field, parse_spark_mds
 
 __all__ = [
@@ -303,18 +303,4 @@ def dump_index(shards: Sequence[dict], spark_mds: dict | None = None) -> str:
 def write_index(directory: str | os.PathLike, text: str) -> str:
     """Writes ``index.json`` into ``directory`` atomically (temporary file + ``os.replace``), so
     that readers see the old index or the new one, never a partial file. Returns its path."""
-    directory = os.fspath(directory)
-    path = os.path.join(directory, INDEX_BASENAME)
-    fd, tmp = tempfile.mkstemp(prefix=".index.json.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_file_atomic(os.path.join(os.fspath(directory), INDEX_BASENAME), text.encode("ascii"))

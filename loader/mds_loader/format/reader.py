@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -41,10 +40,10 @@ from .columnar import (
     to_logical,
 )
 from .encodings import Encoding, parse_encoding
+from .fileio import write_file_atomic
 from .hashing import is_hash, verify_hash
 from .index import Index, ShardEntry, load_index
 from .schema import (
-    NULL_MASK,
     Field,
     LogicalType,
     NdarrayInfo,
@@ -606,7 +605,7 @@ class MDSDataset:
         out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
         if len(out) != raw.bytes:
             raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says {raw.bytes}; the file is corrupt")
-        _write_atomic(raw_path, out)
+        write_file_atomic(raw_path, out)
         if self.validate_hash:
             self._verified.add(k)
         if not self.keep_zip:
@@ -713,23 +712,6 @@ class MDSDataset:
                     with open(path, "rb") as f:
                         verify_hash(algo, f.read(), info.hashes, path)
             self.shard(k)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def open_dataset(path: str | os.PathLike, **kwargs: Any) -> MDSDataset:

@@ -181,7 +181,7 @@ def _check_block(block_size: int, need_stagger: bool) -> tuple[int, int]:
         raise ValueError(f"`shuffle_block_size` {block_size} is too small: the random block "
                          f"size is drawn from [int(0.75*b), int(1.25*b)) = [{low}, {high})"
                          + (" and the stagger from [0, int(0.75*b))" if need_stagger else "")
-                         + f", which must be non-empty.")
+                         + ", which must be non-empty.")
     return low, high
 
 

@@ -286,7 +286,7 @@ class Encoding:
         if self.kind == "pkl" and not allow_unsafe_types:
             raise MDSUnsafeError(
                 "'pkl' values are unpickled only with allow_unsafe_types=True (unpickling runs "
-                f"arbitrary code: do it only for data you trust)"
+                "arbitrary code: do it only for data you trust)"
             )
         if self.size is not None and len(data) != self.size:
             raise MDSFormatError(f"{self.text!r} payload must be {self.size} bytes, got {len(data)}")

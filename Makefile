@@ -47,8 +47,10 @@ test: setup
 demo: setup
 	$(PY) examples/quickstart.py
 
+# Every benchmark, its JSON under bench/results/ and the plots in docs/img/; BENCH_ARGS=--quick for a smoke run.
+BENCH_ARGS ?=
 bench: setup
-	$(PY) -m bench all
+	$(PY) -m bench all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(STAMPS) $(VENV) $(REF_VENV) jvm/build build spark_mds/jars .gradle

@@ -1,6 +1,6 @@
 """Decode throughput: mds_loader (vectorized, into Arrow) vs mosaicml-streaming 0.13.0 (per sample).
 
-    python -m bench.decode [--rows N] [--compression zstd] [--batch-size 1024]
+    python -m bench decode [--rows N] [--compression zstd] [--batch-size 1024]
 
 Builds a tabular dataset with ``write_table`` (id int64, text str of 64 chars, label int32, tokens
 ``ndarray:int32`` of 256 values, score float64), then times, on the same files:
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,11 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "decode.json"
-REF_PYTHON = Path(os.environ.get("MDS_REF_VENV", ROOT / ".venv-ref")) / "bin" / "python"
+from bench.common import REF_PYTHON, RESULTS, WORK, machine, write_result
+from bench.data import make_table
 
 REFERENCE_SCRIPT = r"""
 import json, sys, time
@@ -51,20 +48,6 @@ print(json.dumps({"samples": n, "seconds": elapsed}))
 """
 
 
-def make_table(rows: int, seed: int = 0) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789 ", np.uint8)
-    text = rng.choice(letters, (rows, 64)).view("S64").ravel()
-    tokens = rng.integers(0, 50_000, (rows, 256), dtype=np.int32)
-    return pa.table({
-        "id": pa.array(np.arange(rows, dtype=np.int64)),
-        "text": pa.array(text.astype(str)),
-        "label": pa.array(rng.integers(0, 10, rows, dtype=np.int32)),
-        "tokens": pa.ListArray.from_arrays(pa.array(np.arange(rows + 1, dtype=np.int32) * 256), pa.array(tokens.ravel())),
-        "score": pa.array(rng.standard_normal(rows)),
-    })  # fmt: skip
-
-
 def best_of(repeats: int, fn) -> float:
     times = []
     for _ in range(repeats):
@@ -74,23 +57,21 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench decode", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--compression", default="zstd", help="shard compression ('none' for raw shards)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true", help="skip the reference implementation")
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     from mds_loader import read_table, write_table
     from mds_loader.format import MDSDataset
 
     compression = None if args.compression in ("none", "") else args.compression
-    work = ROOT / "bench" / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="decode-", dir=work))
+    WORK.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="decode-", dir=WORK))
     path = tmp / "ds"
     try:
         table = make_table(args.rows)
@@ -136,12 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
     report = {
-        "benchmark": "decode",
         "rows": rows,
-        "columns": {"id": "int64", "text": "str (64 chars)", "label": "int32", "tokens": "ndarray:int32 (256)", "score": "float64"},
+        "columns": {"id": "int64", "text": "str (64 hex chars)", "label": "int32", "tokens": "ndarray:int32 (256)", "score": "float64"},
         "compression": compression,
         "write_table_seconds": write_seconds,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "results": results,
     }
     ref_rate = results.get("reference StreamingDataset[i]", {}).get("samples_per_s")
@@ -151,9 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         if ref_rate:
             r["vs_reference"] = r["samples_per_s"] / ref_rate
         print(f"  {name:34s} {r['samples_per_s']:14,.0f} samples/s {ratio}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_result(out_dir, "decode", report)
     return report
 
 

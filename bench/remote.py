@@ -1,10 +1,10 @@
 """Remote datasets: epoch throughput from a local S3-compatible server vs from local disk.
 
-    python -m bench.remote [--rows N] [--batch-size B] [--workers W] [--size-limit 8mb] [--repeats 3]
+    python -m bench remote [--rows N] [--batch-size B] [--workers W] [--size-limit 8mb] [--repeats 3]
 
 Starts moto's S3 server on 127.0.0.1 (a real HTTP server in its own process), writes one table
-(the columns of bench.decode: id int64, text str(64), label int32, tokens int32[256], score
-float64; zstd) with ``write_table`` both to a local directory and to ``s3://bench/ds`` (timing
+(the standard columns of bench.data: id int64, text str(64 hex), label int32, score float64,
+tokens int32[256]; zstd) with ``write_table`` both to a local directory and to ``s3://bench/ds`` (timing
 the upload), then trains two shuffled epochs (py1e, a shuffle block of 2 shards) over each with ``StreamingDataLoader``
 (whole-batch decoding, ``--workers`` DataLoader workers):
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -38,8 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "remote.json"
+from bench.common import RESULTS, WORK, machine, write_result
 
 
 def start_s3() -> tuple[subprocess.Popen, str]:
@@ -80,20 +78,19 @@ def epochs(make_dataset, batch_size: int, workers: int, rows: int) -> list[dict[
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench remote", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size-limit", default="8mb", help="raw bytes per shard")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (best epochs kept)")
     parser.add_argument("--shuffle-block-size", type=int, default=None, help="default: the samples of 2 shards")
-    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     import boto3
 
-    from bench.decode import make_table
+    from bench.data import make_table
     from mds_loader import StreamingDataset, write_table
 
     proc, endpoint = start_s3()
@@ -101,9 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
                                "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket="bench")
-    work = ROOT / "bench" / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="remote-", dir=work))
+    WORK.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="remote-", dir=WORK))
     url = "s3://bench/ds"
     try:
         table = make_table(args.rows)
@@ -162,7 +158,6 @@ def main(argv: list[str] | None = None) -> dict:
         for k, run in enumerate(runs):
             run["vs_local"] = run["samples_per_s"] / local[k]["samples_per_s"]
     report = {
-        "benchmark": "remote",
         "rows": args.rows,
         "shards": len(shards),
         "raw_bytes": raw_bytes,
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
         "server": "moto (python -m moto.server) on 127.0.0.1",
         "write_table_seconds": {"local": write_local, "s3": write_remote},
         "cache_limit": cache_limit if "s3 + cache_limit" in results else None,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "epochs": {name: {"first (cold cache)": runs[0], "second (warm cache)": runs[1]} for name, runs in results.items()},
     }
     print(f"remote benchmark: {args.rows} rows, {len(shards)} shards, {zip_bytes / 1e6:.1f} MB compressed "
@@ -185,9 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, runs in results.items():
         cells = "".join(f"{r['samples_per_s']:>14,.0f}/s ({r['vs_local']:4.2f}x)" for r in runs)
         print(f"  {name:22s} {cells}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_result(out_dir, "remote", report)
     return report
 
 

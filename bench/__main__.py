@@ -1,0 +1,163 @@
+"""The benchmark suite: spark-mds and mds_loader against every alternative, side by side.
+
+    python -m bench all [--rows 200000] [--quick] [--only spark,loader,...] [--skip remote]
+    python -m bench spark|loader|startup|decode|remote [options] [--out-dir DIR]   (one benchmark; --help)
+    python -m bench plot        (PNG plots from the JSON results)
+    python -m bench summary     (the targets of the issues, met or missed, from the JSON results)
+
+``all`` runs every benchmark (building its datasets), writes bench/results/<name>.json, plots to
+docs/img/bench-*.png and prints the ratios and targets. ``--quick`` runs everything on tiny sizes
+(a smoke run: its results go to bench/work/results-quick and bench/work/results-quick/img, the
+published figures are left alone). ``make bench`` runs ``python -m bench all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import IMAGES, QUICK_RESULTS, RESULTS, read_result, rel, write_result
+
+BENCHMARKS = ("spark", "loader", "startup", "decode", "remote")
+
+
+def _module(name: str):
+    import importlib
+
+    return importlib.import_module(f"bench.{name}")
+
+
+def arguments(name: str, rows: int | None, quick: bool) -> list[str]:
+    """Each benchmark's arguments for ``all`` (full run or --quick)."""
+    if quick:
+        return {
+            "spark": ["--rows", str(rows or 2000), "--repeat", "1"],
+            "loader": ["--rows", str(rows or 2000), "--repeat", "1", "--epochs", "1", "--variants", "standard,fixed"],
+            "startup": ["--shards", "200", "--repeat", "1"],
+            "decode": ["--rows", str(rows or 2000), "--repeats", "1"],
+            "remote": ["--rows", str(rows or 4000), "--repeats", "1", "--size-limit", "256kb"],
+        }[name]
+    rows = rows or 200_000
+    return {
+        "spark": ["--rows", str(rows), "--create-dtm-venv"],
+        "loader": ["--rows", str(rows)],
+        "startup": [],
+        "decode": ["--rows", str(rows)],
+        "remote": ["--rows", str(max(rows // 2, 1000))],
+    }[name]
+
+
+# (name, description, how to compute the measured value from the results, how it compares)
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def targets(out_dir: Path) -> list[dict[str, Any]]:
+    spark = read_result(out_dir, "spark") or {}
+    loader = read_result(out_dir, "loader") or {}
+    std = _get(spark, "results", "standard", "ratios") or {}
+    cases = _get(loader, "variants", "standard", "cases") or {}
+    fixed = _get(loader, "variants", "fixed", "cases") or {}
+    rows = [
+        ("JVM write vs dataframe_to_mds", ">= 10x", std.get("dataframe_to_mds / mds_jvm"), lambda x: x >= 10, "x faster"),
+        ("JVM write time vs Parquet", "<= 1.0x", std.get("mds_jvm / parquet (write time)"), lambda x: x <= 1.0, "x the time"),
+        ("Spark full scan, MDS vs Parquet", "<= 1.5x", std.get("scan_mds / scan_parquet"), lambda x: x <= 1.5, "x the time"),
+        ("fallback write vs dataframe_to_mds", ">= 3x", std.get("dataframe_to_mds / mds_fallback"), lambda x: x >= 3, "x faster"),
+        ("loader batches vs reference (0 workers)", ">= 50x", _get(cases, "DataLoader, 0 workers", "ratio"), lambda x: x >= 50, "x"),
+        ("loader batches vs reference (2 workers)", ">= 50x", _get(cases, "DataLoader, 2 workers", "ratio"), lambda x: x >= 50, "x"),
+        ("loader per-sample vs reference", ">= 3x", _get(cases, "per-sample iteration", "ratio"), lambda x: x >= 3, "x"),
+        ("fixed-size columns vs read limit, steady (0 workers)", ">= 0.5 (within 2x)",
+         _get(fixed, "DataLoader, 0 workers", "mds_loader", "of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
+        ("fixed-size columns vs read+decompress limit, epoch 1 (0 workers)", ">= 0.5 (within 2x)",
+         _get(fixed, "DataLoader, 0 workers", "mds_loader", "epoch1_of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
+    ]
+    out = []
+    for name, target, value, ok, unit in rows:
+        out.append({"target": name, "wanted": target, "measured": value, "unit": unit,
+                    "met": None if value is None else bool(ok(value))})
+    return out
+
+
+def summary(out_dir: Path) -> list[dict[str, Any]]:
+    rows = targets(out_dir)
+    print("\ntargets (from the issues), measured:")
+    for r in rows:
+        state = "n/a " if r["met"] is None else ("MET " if r["met"] else "MISS")
+        value = "not measured" if r["measured"] is None else f"{r['measured']:.2f} {r['unit']}"
+        print(f"  [{state}] {r['target']:62s} wanted {r['wanted']:20s} measured {value}")
+    return rows
+
+
+def run_all(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench all", description="every benchmark, then plots and the targets")
+    p.add_argument("--rows", type=int, default=None, help="rows of the standard dataset (default 200000; 2000 with --quick)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke run (results in bench/work/results-quick)")
+    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=list(BENCHMARKS))
+    p.add_argument("--skip", type=lambda s: [x for x in s.split(",") if x], default=[])
+    p.add_argument("--out-dir", type=Path, default=None)
+    p.add_argument("--images", type=Path, default=None)
+    p.add_argument("--no-reference", action="store_true", help="only our side (no mosaicml-streaming)")
+    args = p.parse_args(argv)
+    out_dir = args.out_dir or (QUICK_RESULTS if args.quick else RESULTS)
+    images = args.images or (out_dir / "img" if args.quick else IMAGES)
+    names = [n for n in BENCHMARKS if n in args.only and n not in args.skip]
+    unknown = (set(args.only) | set(args.skip)) - set(BENCHMARKS)
+    if unknown:
+        p.error(f"unknown benchmarks {sorted(unknown)}; choose from {BENCHMARKS}")
+    timings = {}
+    for name in names:
+        a = arguments(name, args.rows, args.quick)
+        if args.no_reference and name != "remote":  # remote compares local disk with S3, no reference
+            a = [x for x in a if x != "--create-dtm-venv"] + ["--no-reference"]
+        print(f"\n=== bench {name} {' '.join(a)}", flush=True)
+        t = time.perf_counter()
+        _module(name).main(a, out_dir=out_dir)
+        timings[name] = time.perf_counter() - t
+    print()
+    from bench import plot
+
+    plot.plot_all(out_dir, images)
+    rows = summary(out_dir)
+    write_result(out_dir, "summary", {"quick": args.quick, "benchmarks_run": names, "seconds": timings, "targets": rows})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "all":
+        return run_all(rest)
+    if command in BENCHMARKS:
+        out_dir = RESULTS
+        if "--out-dir" in rest:  # where the JSON goes (default bench/results)
+            k = rest.index("--out-dir")
+            out_dir = Path(rest[k + 1])
+            del rest[k : k + 2]
+        _module(command).main(rest, out_dir=out_dir)
+        return 0
+    if command == "plot":
+        from bench import plot
+
+        plot.main(rest)
+        return 0
+    if command == "summary":
+        p = argparse.ArgumentParser(prog="python -m bench summary")
+        p.add_argument("--results", type=Path, default=RESULTS)
+        summary(p.parse_args(rest).results)
+        return 0
+    print(f"unknown command {command!r}; see python -m bench --help", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

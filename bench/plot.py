@@ -1,0 +1,178 @@
+"""Plots of the results (matplotlib, Agg): write time, Spark scan time, loader samples/s, time to
+first batch, ours vs each alternative.
+
+    python -m bench plot [--results bench/results] [--images docs/img]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bench.common import IMAGES, RESULTS, read_result, rel
+
+OURS = "#1f77b4"
+OURS2 = "#6baed6"
+REF = "#d62728"
+OTHER = "#7f7f7f"
+LIMIT = "#2ca02c"
+
+
+def _setup():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def _machine(result: dict[str, Any]) -> str:
+    m = result.get("machine", {})
+    return f"{m.get('cpus', '?')} cores, {m.get('memory_gib', '?')} GiB"
+
+
+def plot_write(spark: dict[str, Any], out: Path) -> Path:
+    plt = _setup()
+    variants = list(spark["results"])
+    writers = [("mds_jvm", "format('mds') (JVM)", OURS), ("mds_fallback", "format('mds') (Python fallback)", OURS2),
+               ("parquet", "Parquet (Spark)", OTHER), ("dataframe_to_mds", "dataframe_to_mds (mosaicml-streaming)", REF)]
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.2), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        r = spark["results"][variant]
+        present = [(k, label, c) for k, label, c in writers if k in r]
+        secs = [r[k]["seconds"] for k, _, _ in present]
+        y = range(len(present))
+        ax.barh(list(y), secs, color=[c for *_, c in present])
+        ax.set_yticks(list(y), [label for _, label, _ in present] if ax is axes[0][0] else [""] * len(present))
+        ax.invert_yaxis()
+        base = r["mds_jvm"]["seconds"] if "mds_jvm" in r else None
+        for i, s in enumerate(secs):
+            note = f"{s:.2f} s" + (f"  ({s / base:.1f}x)" if base and present[i][0] != "mds_jvm" else "")
+            ax.text(s, i, " " + note, va="center", fontsize=8)
+        ax.set_xlim(0, max(secs) * 1.55)
+        ax.set_title(f"{variant}: {r['rows']:,} rows", fontsize=9)
+        ax.set_xlabel("write time, s (lower is better)")
+    fig.suptitle(f"Spark DataFrame -> files, zstd, {spark['master']}, {spark['partitions']} partitions "
+                 f"(best of {spark['repeat']}; {_machine(spark)})", fontsize=10)
+    fig.tight_layout()
+    path = out / "bench-write.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_scan(spark: dict[str, Any], out: Path) -> Path:
+    plt = _setup()
+    variants = [v for v in spark["results"] if "scan_mds" in spark["results"][v]]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    width = 0.2
+    series = [("scan_mds", "MDS, all columns", OURS), ("scan_parquet", "Parquet, all columns", OTHER),
+              ("scan_mds_pruned", "MDS, 2 columns", OURS2), ("scan_parquet_pruned", "Parquet, 2 columns", "#bdbdbd")]
+    for k, (key, label, color) in enumerate(series):
+        xs = [i + (k - 1.5) * width for i in range(len(variants))]
+        ys = [spark["results"][v][key]["seconds"] for v in variants]
+        ax.bar(xs, ys, width, label=label, color=color)
+        for x, y in zip(xs, ys):
+            ax.text(x, y, f"{y:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(variants)), [f"{v} ({spark['results'][v]['rows']:,} rows)" for v in variants])
+    ax.set_ylabel("scan time, s (lower is better)")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(f"Spark scan (noop sink), {spark['master']} (best of {spark['repeat']}; {_machine(spark)})", fontsize=10)
+    fig.tight_layout()
+    path = out / "bench-scan.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_loader(loader: dict[str, Any], out: Path) -> Path:
+    plt = _setup()
+    variants = list(loader["variants"])
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.9 * len(variants), 3.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [len(loader["variants"][v]["cases"]) + 1 for v in variants]})
+    for ax, variant in zip(axes[0], variants):
+        v = loader["variants"][variant]
+        labels = list(v["cases"])
+        short = [lbl.replace("DataLoader, ", "DL ").replace("per-sample collate, ", "per-sample\n").replace(" workers", "w")
+                 .replace("per-sample iteration", "per-sample\nno DataLoader") for lbl in labels]
+        width = 0.38
+        ours = [v["cases"][lbl]["mds_loader"]["samples_per_s"] for lbl in labels]
+        ref = [v["cases"][lbl].get("streaming", {}).get("samples_per_s") for lbl in labels]
+        ax.bar([i - width / 2 for i in range(len(labels))], ours, width, color=OURS, label="mds_loader")
+        ax.bar([i + width / 2 for i in range(len(labels)) if ref[i]], [r for r in ref if r], width, color=REF,
+               label="mosaicml-streaming 0.13.0")
+        for i, (o, r) in enumerate(zip(ours, ref)):
+            if r:
+                ax.text(i - width / 2, o, f"{o / r:.0f}x", ha="center", va="bottom", fontsize=8)
+        lim = v["physical_limit"]
+        ax.axhline(lim["steady"]["samples_per_s"], color=LIMIT, ls="--", lw=1, label="read raw shards (1 process)")
+        ax.axhline(lim["epoch1"]["samples_per_s"], color=LIMIT, ls=":", lw=1, label="read + decompress (1 process)")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(labels)), short, fontsize=7)
+        ax.set_title(f"{variant}: {v['rows']:,} rows", fontsize=9)
+        if ax is axes[0][0]:
+            ax.set_ylabel("samples/s, steady-state epoch (log)")
+            ax.legend(fontsize=7, frameon=False, loc="lower left")
+    fig.suptitle(f"Training loop throughput, shuffled, batch {loader['batch_size']} ({_machine(loader)})", fontsize=10)
+    fig.tight_layout()
+    path = out / "bench-loader.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_startup(startup: dict[str, Any], out: Path) -> Path:
+    plt = _setup()
+    cases = list(startup["results"])
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    width = 0.38
+    for k, (impl, label, color) in enumerate([("mds_loader", "mds_loader", OURS), ("streaming", "mosaicml-streaming", REF)]):
+        xs = [i + (k - 0.5) * width for i, c in enumerate(cases) if impl in startup["results"][c]]
+        ys = [startup["results"][c][impl]["first_batch_seconds"] for c in cases if impl in startup["results"][c]]
+        if ys:
+            ax.bar(xs, ys, width, color=color, label=label)
+            for x, y in zip(xs, ys):
+                ax.text(x, y, f"{y:.2f} s", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(cases)), [f"DataLoader, {c}" for c in cases])
+    ax.set_ylabel("seconds (lower is better)")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(f"Time to first batch, {startup['shards']:,} shards ({_machine(startup)})", fontsize=10)
+    fig.tight_layout()
+    path = out / "bench-startup.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_all(results: Path = RESULTS, images: Path = IMAGES) -> list[Path]:
+    images.mkdir(parents=True, exist_ok=True)
+    made = []
+    spark = read_result(results, "spark")
+    if spark:
+        made.append(plot_write(spark, images))
+        if any("scan_mds" in r for r in spark["results"].values()):
+            made.append(plot_scan(spark, images))
+    loader = read_result(results, "loader")
+    if loader and loader.get("variants"):
+        made.append(plot_loader(loader, images))
+    startup = read_result(results, "startup")
+    if startup:
+        made.append(plot_startup(startup, images))
+    for p in made:
+        print(f"plotted {rel(p)}")
+    return made
+
+
+def main(argv: list[str] | None = None, out_dir: Path = RESULTS, images: Path = IMAGES) -> list[Path]:
+    p = argparse.ArgumentParser(prog="python -m bench plot", description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=out_dir)
+    p.add_argument("--images", type=Path, default=images)
+    args = p.parse_args(argv)
+    return plot_all(args.results, args.images)
+
+
+if __name__ == "__main__":
+    main()

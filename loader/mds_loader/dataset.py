@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .batches import BATCH_FORMATS, collatable, null_rows, to_numpy, to_torch
+from .batches import BATCH_FORMATS, collatable, interleave, null_rows, to_numpy, to_torch
 from .cache import ShardCache
 from .errors import MDSConfigError, MDSSchemaError
 from .format.reader import ReadColumn, ReadSchema
@@ -518,13 +518,12 @@ class StreamingDataset(IterableDataset):
         else:
             order = np.argsort(shards, kind="stable")
             cuts = np.flatnonzero(np.diff(shards[order])) + 1
-            parts = []
-            for group in np.split(order, cuts):
+            parts, groups = [], np.split(order, cuts)
+            for group in groups:
                 g = int(shards[group[0]])
                 parts.append(self._cache.reader(g).read_batch(local[group], names,
                                                               schema=self._cache.schema(self._cache.shards[g].stream, natural)))
-            table = pa.Table.from_batches(parts).take(pa.array(np.argsort(order)))
-            batch = table.combine_chunks().to_batches()[0] if table.num_rows else parts[0].slice(0, 0)
+            batch = interleave(parts, groups)  # back in the order of `ids`
         first_null = None
         if mask_name is not None:
             logical = self._cache.schema(0)

@@ -22,7 +22,7 @@ from .format.columnar import build_ndarray
 from .format.encodings import Encoding
 from .format.reader import ReadColumn
 
-__all__ = ["BATCH_FORMATS", "collatable", "interleave", "null_rows", "to_numpy", "to_torch"]
+__all__ = ["BATCH_FORMATS", "collatable", "interleave", "null_rows", "slice_batch", "to_numpy", "to_torch"]
 
 BATCH_FORMATS = ("torch", "numpy", "arrow", "polars")
 
@@ -36,6 +36,18 @@ def collatable(encoding: Encoding) -> bool:
     if encoding.name in _NUMERIC or encoding.name in ("str", "bytes"):
         return True
     return encoding.kind == "ndarray" and encoding.dtype is not None
+
+
+def slice_batch(whole: Any, batch_format: str, offset: int, size: int) -> Any:
+    """Rows ``offset:offset + size`` of a decoded chunk (zero-copy except for lists of strings);
+    a ``"polars"`` chunk is Arrow and becomes a polars DataFrame here."""
+    if batch_format in ("torch", "numpy"):
+        return {k: v[offset : offset + size] for k, v in whole.items()}
+    if batch_format == "arrow":
+        return whole.slice(offset, size)
+    import polars as pl
+
+    return pl.from_arrow(whole.slice(offset, size))
 
 
 def null_rows(mask: pa.Array, columns: Sequence[ReadColumn]) -> dict[str, np.ndarray]:

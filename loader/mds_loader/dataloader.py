@@ -12,13 +12,16 @@ batch types.
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data._utils.collate import default_convert
+from torch.utils.data._utils.pin_memory import pin_memory
 
-from .batches import BATCH_FORMATS
+from .batches import BATCH_FORMATS, slice_batch
 from .dataset import StreamingDataset
 from .ordering import World, loader_num_samples
 
@@ -27,17 +30,49 @@ __all__ = ["StreamingDataLoader"]
 _DATALOADER_PARAMS = inspect.signature(DataLoader.__init__)
 
 
+class _Chunk:
+    """What a DataLoader worker sends in place of ``rows // batch_size`` batches: one decoded
+    chunk (tensors are moved to shared memory once per chunk instead of once per batch), or the
+    end of the worker's stream (``whole`` None, ``end`` True)."""
+
+    __slots__ = ("worker", "whole", "rows", "end")
+
+    def __init__(self, worker: int, whole: Any, rows: int, end: bool = False) -> None:
+        self.worker, self.whole, self.rows, self.end = worker, whole, rows, end
+
+    def pin_memory(self, device: Any = None) -> _Chunk:  # called by the DataLoader's pin_memory thread
+        return _Chunk(self.worker, None if self.whole is None else pin_memory(self.whole, device), self.rows, self.end)
+
+
 class _Batches(IterableDataset):
     """The dataset seen as an iterable of whole batches (what the DataLoader iterates in the fast
-    path). Attribute access falls through to the dataset."""
+    path), or, in DataLoader workers, of :class:`_Chunk` s that the loader splits into the same
+    batches in the same order. Attribute access falls through to the dataset."""
 
-    def __init__(self, dataset: StreamingDataset, batch_format: str, batch_size: int) -> None:
+    def __init__(self, dataset: StreamingDataset, batch_format: str, batch_size: int, chunks: bool = False) -> None:
         self.dataset = dataset
         self.batch_format = batch_format
         self.batch_size = batch_size
+        self.chunks = chunks
 
     def __iter__(self) -> Iterator[Any]:
-        return self.dataset.iter_batches(self.batch_format, self.batch_size)
+        info = get_worker_info()
+        if not self.chunks or info is None:
+            return self.dataset.iter_batches(self.batch_format, self.batch_size)
+        return self._chunks(info.id)
+
+    def _chunks(self, worker: int) -> Iterator[_Chunk]:
+        ds, fmt, size = self.dataset, self.batch_format, self.batch_size
+        columns, natural = ds._batch_columns(fmt)
+        for whole, rows, first_null in ds._iter_chunks(fmt, size, columns, natural):
+            # Batches before the one holding a null go out; then the error, raised in the worker
+            # as in per-batch mode (so the DataLoader reports it the same way).
+            whole_rows = rows if first_null is None else first_null // size * size
+            if whole_rows:
+                yield _Chunk(worker, whole, whole_rows)
+            if first_null is not None:
+                raise ds._null_error
+        yield _Chunk(worker, None, 0, end=True)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -94,9 +129,19 @@ class StreamingDataLoader(DataLoader):
         if fast:
             if not isinstance(dataset, StreamingDataset):
                 raise TypeError("batch_format needs a mds_loader.StreamingDataset")
-            params["dataset"] = _Batches(dataset, batch_format or "torch", batch_size or dataset.batch_size)
+            fmt = batch_format or "torch"
+            # With workers, each sends whole chunks (one transfer per ~4096 samples instead of one
+            # per batch); __iter__ splits them into the batches, in the DataLoader's order.
+            chunks = (bool(params.get("num_workers")) and params.get("in_order", True) is not False
+                      and params.get("collate_fn") is None)
+            params["dataset"] = _Batches(dataset, fmt, batch_size or dataset.batch_size, chunks)
             params["batch_size"] = None
-            if (batch_format or "torch") == "torch" and params.get("collate_fn") is None:
+            # The collate function of each batch (DataLoader's default without a batch size is
+            # default_convert); with chunks it is applied to the batches here, not to the chunks.
+            convert = params.get("collate_fn") or (_as_is if fmt == "torch" else default_convert)
+            if chunks:
+                params["collate_fn"] = _as_is
+            elif fmt == "torch" and params.get("collate_fn") is None:
                 params["collate_fn"] = _as_is
             super().__init__(**params)
             # len(loader) counts batches of the real batch size; DataLoader forbids setting this
@@ -106,6 +151,8 @@ class StreamingDataLoader(DataLoader):
             super().__init__(**params)
         self.batch_format = batch_format or ("torch" if fast else None)
         self.uses_batch_decoding = fast
+        self._chunks = fast and chunks
+        self._convert = convert if fast else None
         self.num_samples_yielded = 0
 
     @staticmethod
@@ -124,9 +171,43 @@ class StreamingDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         self.num_samples_yielded = 0
-        for batch in super().__iter__():
+        batches = super().__iter__()
+        if self._chunks:
+            batches = self._unchunk(batches)
+        for batch in batches:
             self.num_samples_yielded += self._get_batch_size(batch)
             yield batch
+
+    def _unchunk(self, items: Iterator[Any]) -> Iterator[Any]:
+        """The batches of the workers' chunks, in the order the DataLoader would have yielded them
+        one by one: a batch from each worker in turn, skipping workers whose stream has ended."""
+        workers: int = self.num_workers
+        size = self.batch_size
+        fmt, convert = self.batch_format, self._convert
+        pending: list[deque] = [deque() for _ in range(workers)]  # each worker's received batches
+        ended = [False] * workers
+        active = list(range(workers))
+        turn = 0
+        while active:
+            w = active[turn % len(active)]
+            while not pending[w] and not ended[w]:  # receive until worker w has a batch or has ended
+                chunk = next(items, None)
+                if chunk is None:  # the DataLoader stopped (every worker's stream ended)
+                    ended = [True] * workers
+                    break
+                if chunk.end:
+                    ended[chunk.worker] = True
+                else:
+                    pending[chunk.worker].extend(
+                        (chunk.whole, offset, min(size, chunk.rows - offset)) for offset in range(0, chunk.rows, size))
+            if pending[w]:
+                whole, offset, n = pending[w].popleft()
+                yield convert(slice_batch(whole, fmt, offset, n))  # type: ignore[misc]
+                turn = (active.index(w) + 1) % len(active)
+            else:  # worker w has no more batches: the others continue in their order
+                k = active.index(w)
+                active.pop(k)
+                turn = k
 
     def state_dict(self) -> dict[str, Any] | None:
         """The dataset's resumption state after the samples this loader yielded (all ranks are

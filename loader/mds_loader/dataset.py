@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .batches import BATCH_FORMATS, collatable, interleave, null_rows, to_numpy, to_torch
+from .batches import BATCH_FORMATS, collatable, interleave, null_rows, slice_batch, to_numpy, to_torch
 from .cache import ShardCache
 from .errors import MDSConfigError, MDSSchemaError
 from .format.reader import ReadColumn, ReadSchema
@@ -556,14 +556,27 @@ class StreamingDataset(IterableDataset):
         size = batch_size or self.batch_size
         if not size:
             raise ValueError("iter_batches needs a batch_size (pass it here or to the dataset)")
+        columns, natural = self._batch_columns(batch_format)
+        for whole, rows, first_null in self._iter_chunks(batch_format, size, columns, natural):
+            for offset in range(0, rows, size):
+                if first_null is not None and first_null < offset + size:
+                    raise self._null_error
+                yield slice_batch(whole, batch_format, offset, size)
+
+    def _batch_columns(self, batch_format: str) -> tuple[list[ReadColumn], bool]:
+        """The columns a batch format reads, and whether with their natural (reference) types."""
         natural = batch_format in ("torch", "numpy")
         if batch_format == "torch" and "torch" not in self.batch_formats_supported():
             bad = [c.name for c in self._batch_schema(True)[0] if not collatable(c.encoding)]
             raise MDSSchemaError(f"columns {bad} do not collate to tensors; use batch_format='arrow', select other "
                                  f"columns, or iterate samples")
         columns, _ = self._batch_schema(natural)
-        if batch_format == "polars":
-            import polars as pl
+        return columns, natural
+
+    def _iter_chunks(self, batch_format: str, size: int, columns: list[ReadColumn], natural: bool) -> Iterator[tuple[Any, int, int | None]]:
+        """This worker's samples of the epoch decoded about 4096 at a time (a multiple of `size`):
+        ``(whole, rows, first_null)``, with `whole` in `batch_format` (``"polars"``: Arrow) and
+        `first_null` the first row that default_collate could not collate (or None)."""
         chunk = size * max(1, _CHUNK_SAMPLES // size)
         ids = self._begin_iteration()
         shards, _ = self._locate(ids)
@@ -572,18 +585,12 @@ class StreamingDataset(IterableDataset):
                 self._prefetch_window(shards, start, extra=chunk)
                 batch, first_null = self._read_rows(ids[start : start + chunk], columns, natural)
                 if batch_format == "torch":
-                    whole = to_torch(batch, columns)
+                    whole: Any = to_torch(batch, columns)
                 elif batch_format == "numpy":
                     whole = to_numpy(batch, columns)
-                for offset in range(0, batch.num_rows, size):
-                    if first_null is not None and first_null < offset + size:
-                        raise self._null_error
-                    if batch_format in ("torch", "numpy"):
-                        yield {k: v[offset : offset + size] for k, v in whole.items()}
-                    elif batch_format == "arrow":
-                        yield batch.slice(offset, size)
-                    else:
-                        yield pl.from_arrow(batch.slice(offset, size))
+                else:
+                    whole = batch
+                yield whole, batch.num_rows, first_null
         finally:
             self._cache.cancel_prefetch()
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from mds_loader.errors import MDSConfigError
-from mds_loader.format.index import INDEX_BASENAME, check_basename
+from mds_loader.format.index import INDEX_BASENAME, check_basename, publish_index_if_unchanged
 
 __all__ = ["DatasetStore", "LocalStore", "open_store", "is_local_path"]
 
@@ -39,6 +39,11 @@ class DatasetStore(Protocol):
 
     def publish_index(self, data: bytes, job_id: str) -> None:
         """Replaces ``index.json`` atomically: readers see the old or the new file, never a partial one."""
+
+    def publish_index_if_unchanged(self, data: bytes, job_id: str, expected: bytes | None,
+                                   before_publish: Callable[[], None] | None = None) -> bool:
+        """Replaces ``index.json`` atomically if it still holds ``expected`` (None: no index), as one
+        step against every other writer (docs/format.md §6); False, writing nothing, if it changed."""
 
     def list_names(self, prefix: str) -> list[str]:
         """Names of the files directly in the directory that start with ``prefix``."""
@@ -120,6 +125,11 @@ class LocalStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def publish_index_if_unchanged(self, data: bytes, job_id: str, expected: bytes | None,
+                                   before_publish: Callable[[], None] | None = None) -> bool:
+        # Under an fcntl lock on the current index.json, shared with the JVM source's writers.
+        return publish_index_if_unchanged(self.root, data, expected, f".{INDEX_BASENAME}.{job_id}.tmp", before_publish)
 
     def list_names(self, prefix: str) -> list[str]:
         try:

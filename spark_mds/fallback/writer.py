@@ -292,14 +292,19 @@ class MdsArrowWriter(DataSourceArrowWriter):
         store = plan.store()
         msgs = sorted((m for m in messages if m is not None), key=lambda m: m.partition)
         new_shards = [s for m in msgs for s in m.shards]
+        changed = ConcurrentWriteError(
+            f"the MDS dataset at {plan.location} was changed by another writer while this job ran (its "
+            "index.json differs from the one read at the start); this job's files were removed, retry the write"
+        )
         try:
             snap = read_index(store)
             if _digest(snap.data) != plan.start_digest:
-                raise ConcurrentWriteError(
-                    f"the MDS dataset at {plan.location} was changed by another writer while this job ran (its "
-                    "index.json differs from the one read at the start); this job's files were removed, retry the write"
-                )
-            store.publish_index(_index_text(plan, snap, new_shards).encode("ascii"), plan.job_id)
+                raise changed
+            # The check and the replacement are one step: two jobs that both passed the check above
+            # cannot both publish (the second one would silently drop the first one's shards).
+            if not store.publish_index_if_unchanged(_index_text(plan, snap, new_shards).encode("ascii"), plan.job_id,
+                                                    snap.data):
+                raise changed
         except BaseException:
             _remove_job_files(store, plan.job_id)
             raise

@@ -8,10 +8,14 @@ the index file and the shard number.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
-from collections.abc import Sequence
+import struct
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,7 @@ __all__ = [
     "load_index",
     "dump_index",
     "write_index",
+    "publish_index_if_unchanged",
 ]
 
 INDEX_BASENAME = "index.json"
@@ -304,3 +309,98 @@ def write_index(directory: str | os.PathLike, text: str) -> str:
     """Writes ``index.json`` into ``directory`` atomically (temporary file + ``os.replace``), so
     that readers see the old index or the new one, never a partial file. Returns its path."""
     return write_file_atomic(os.path.join(os.fspath(directory), INDEX_BASENAME), text.encode("ascii"))
+
+
+def _lock_exclusive(fd: int, deadline: float) -> None:
+    """An exclusive lock on the open file ``fd``, waiting up to ``deadline`` (monotonic): an
+    open-file-description lock where the OS has them (not released when this process closes
+    another descriptor of the file), else a POSIX record lock. Both kinds conflict with each other
+    and with the JVM's ``FileChannel.lock``, and vanish when their process dies."""
+    ofd = getattr(fcntl, "F_OFD_SETLK", None)
+    while True:
+        try:
+            if ofd is not None:
+                fcntl.fcntl(fd, ofd, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+            else:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for the lock on index.json held by another writer")
+        time.sleep(0.005)
+
+
+def publish_index_if_unchanged(directory: str | os.PathLike, data: bytes, expected: bytes | None, tmp_name: str,
+                               before_publish: Callable[[], None] | None = None, timeout: float = 600.0) -> bool:
+    """Replaces ``directory/index.json`` with ``data`` if it still holds ``expected`` (None: if
+    there is still no index): the optimistic check of a write job (docs/format.md §6) and the
+    atomic publish, as one step for every writer on this host that follows the protocol (this
+    function and the JVM source's ``MdsFiles.publishIndexIfUnchanged``).
+
+    The new index is written to ``tmp_name`` (synced), then the writer locks the current
+    ``index.json`` (checking, once locked, that the file it locked is still the index: the previous
+    holder may have replaced it), compares its bytes and renames the new index over it. A first
+    index is created with ``link(2)``, which fails if one appeared meanwhile. Readers never lock.
+
+    Args:
+        before_publish: called once the check has passed, just before the index is replaced (a
+            test hook: a writer paused there holds the lock).
+
+    Returns:
+        True when published; False when ``index.json`` had changed (nothing was written).
+    """
+    directory = os.fspath(directory)
+    target = os.path.join(directory, INDEX_BASENAME)
+    tmp = os.path.join(directory, tmp_name)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            before = _file_key(target)
+            try:
+                fd = os.open(target, os.O_RDWR)
+            except FileNotFoundError:
+                if before is not None:
+                    continue  # replaced between the two calls: look again
+                if expected is not None:
+                    return False
+                if before_publish is not None:
+                    before_publish()
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    return False
+                return True
+            try:
+                _lock_exclusive(fd, deadline)
+                st = os.fstat(fd)
+                if _file_key(target) != (st.st_dev, st.st_ino) or before != (st.st_dev, st.st_ino):
+                    continue  # the holder before us replaced it: lock the new one
+                current = os.pread(fd, st.st_size + 1, 0)
+                if current != expected:
+                    return False
+                if before_publish is not None:
+                    before_publish()
+                os.replace(tmp, target)
+                return True
+            finally:
+                os.close(fd)  # releases the lock
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino

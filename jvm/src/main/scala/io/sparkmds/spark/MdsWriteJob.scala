@@ -37,7 +37,12 @@ final case class MdsWriteTask(
     val writer = new MdsTaskWriter(this, partition, attempt)
     try {
       while (rows.hasNext) writer.write(rows.next())
-      MdsTaskCommit(partition, attempt, writer.commit())
+      val shards = writer.commit()
+      // An attempt killed meanwhile (a speculative duplicate whose twin won, or a task of a failed
+      // job) would otherwise return normally and leave its files behind: the driver's cleanup of
+      // unreferenced files may already have run.
+      if (ctx.isInterrupted()) throw new org.apache.spark.TaskKilledException("the task was killed after writing its shards")
+      MdsTaskCommit(partition, attempt, shards)
     } catch {
       case t: Throwable =>
         writer.abort()
@@ -65,6 +70,27 @@ final class MdsTaskWriter(task: MdsWriteTask, partition: Int, attempt: Long) {
   def write(row: InternalRow): Unit = serializer.write(row, shards)
   def commit(): Seq[ShardEntry] = shards.finish()
   def abort(): Unit = written.foreach { b => try fs.delete(new Path(dir, b), false) catch { case _: Exception => () } }
+}
+
+/**
+ * Fault-injection points of the driver's commit, for tests only (tests/reliability): when the
+ * session's runtime conf sets `spark.mds.test.<point>` to a file path, the driver creates that file
+ * on reaching the point and waits while it exists (at most 10 minutes), so that a test can kill the
+ * driver there or let two writers meet. Points: `beforeCommit` (every task has committed, nothing
+ * is checked or published yet) and `beforePublish` (the optimistic check passed; under the index
+ * lock on local file systems).
+ */
+final class MdsTestHooks(session: SparkSession) {
+  private val points: Map[String, String] = Seq("beforeCommit", "beforePublish").flatMap { p =>
+    session.conf.getOption(s"spark.mds.test.$p").filter(_.nonEmpty).map(p -> _)
+  }.toMap
+
+  def pause(point: String): Unit = points.get(point).foreach { marker =>
+    val p = java.nio.file.Paths.get(marker)
+    java.nio.file.Files.write(p, Array.emptyByteArray)
+    val deadline = System.nanoTime() + 600L * 1000000000L
+    while (java.nio.file.Files.exists(p) && System.nanoTime() < deadline) Thread.sleep(20)
+  }
 }
 
 /**
@@ -122,8 +148,11 @@ object MdsWriteJob extends Logging {
     val task = MdsWriteTask(where, jobId, layout, schema, opts.compression, opts.hashes, opts.sizeLimit,
       new SerializableConfiguration(conf))
     val rdd = data.queryExecution.toRdd
+    val hooks = new MdsTestHooks(session)
     val commits: Array[MdsTaskCommit] = try {
-      session.sparkContext.runJob(rdd, (ctx: TaskContext, it: Iterator[InternalRow]) => task.run(ctx, it))
+      val done = session.sparkContext.runJob(rdd, (ctx: TaskContext, it: Iterator[InternalRow]) => task.run(ctx, it))
+      hooks.pause("beforeCommit")
+      done
     } catch {
       case t: Throwable =>
         abort(qualified, conf, prefix)
@@ -138,17 +167,8 @@ object MdsWriteJob extends Logging {
         case None => MdsIndex(newShards, layout.sparkMeta)
       }
       // Optimistic concurrency: the index must still be the one this job started from.
-      val now = MdsFiles.readIndexBytes(qualified, conf)
-      val same = (now, startBytes) match {
-        case (None, None) => true
-        case (Some(a), Some(b)) => java.util.Arrays.equals(a, b)
-        case _ => false
-      }
-      if (!same) {
-        throw new MdsException(s"the MDS dataset at $where was changed by another writer while this job ran " +
-          "(its index.json differs from the one read at the start); this job's files were removed, retry the write")
-      }
-      MdsFiles.publishIndex(qualified, conf, MdsIndex.toBytes(index), jobId)
+      MdsFiles.publishIndexIfUnchanged(qualified, conf, MdsIndex.toBytes(index), jobId, startBytes, where,
+        () => hooks.pause("beforePublish"))
     } catch {
       case t: Throwable =>
         abort(qualified, conf, prefix)

@@ -659,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vacuum", parents=[common], help="remove shard files that index.json does not reference",
                        description=f"Remove files named {SHARD_FILE_PATTERN} in a dataset directory (and in the "
                                    "subdirectories its index names files in) that no index.json references: leftovers "
-                                   "of failed or replaced writes. Files newer than --older-than are kept, so that "
+                                   "of failed or replaced writes; and the temporary index (.index.json.*.tmp) of a "
+                                   "Spark writer whose driver died. Files newer than --older-than are kept, so that "
                                    "writers that have not published their index.json yet are safe.")  # fmt: skip
     p.add_argument("path", metavar="PATH")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")

@@ -49,6 +49,8 @@ __all__ = [
 
 #: Names of the files that ``vacuum`` may remove (``shard.00000.mds``, ``shard.J.00003.7.00001.mds.zstd``).
 SHARD_FILE_PATTERN = "shard.*.mds*"
+#: The temporary ``index.json`` of a Spark write job (docs/format.md §6), left if its driver died.
+TEMP_INDEX_PATTERN = ".index.json.*.tmp"
 
 
 # ---------------------------------------------------------------------------- paths
@@ -606,7 +608,7 @@ def _index_files(directory: str) -> set[str]:
 def find_unreferenced(path: str, older_than: float, now: float | None = None) -> tuple[list[VacuumCandidate], list[str]]:
     """The files that ``mds vacuum`` would remove: names matching ``shard.*.mds*`` that no index
     references, in the dataset directory and in the subdirectories its index names files in
-    (merged datasets). A subdirectory with its own ``index.json`` keeps the files that index
+    (merged datasets), and temporary indexes (``.index.json.*.tmp``) of writers that died. A subdirectory with its own ``index.json`` keeps the files that index
     references too. Other subdirectories are never entered.
 
     The directories are listed *before* the index is read: a writer publishes its index only
@@ -631,7 +633,9 @@ def find_unreferenced(path: str, older_than: float, now: float | None = None) ->
         except FileNotFoundError:
             continue
         for e in entries:
-            if fnmatch.fnmatchcase(e.name, SHARD_FILE_PATTERN) and e.is_file(follow_symlinks=False):
+            # Shard files, and the temporary index of a Spark writer that died publishing it.
+            leftover = fnmatch.fnmatchcase(e.name, SHARD_FILE_PATTERN) or (d == path and fnmatch.fnmatchcase(e.name, TEMP_INDEX_PATTERN))
+            if leftover and e.is_file(follow_symlinks=False):
                 listed.append((os.path.normpath(e.path), e.stat(follow_symlinks=False)))
     referenced = _index_files(path)  # re-read after listing (see above)
     for d in sorted(dirs - {path}):

@@ -130,7 +130,7 @@ class StreamingDataLoader(DataLoader):
             if not isinstance(dataset, StreamingDataset):
                 raise TypeError("batch_format needs a mds_loader.StreamingDataset")
             fmt = batch_format or "torch"
-            # With workers, each sends whole chunks (one transfer per ~4096 samples instead of one
+            # With workers, each sends whole chunks (one transfer per ~8192 samples instead of one
             # per batch); __iter__ splits them into the batches, in the DataLoader's order.
             chunks = (bool(params.get("num_workers")) and params.get("in_order", True) is not False
                       and params.get("collate_fn") is None)

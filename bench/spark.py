@@ -54,6 +54,7 @@ from pyspark.sql import SparkSession
 
 side, master, partitions, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 sizes = json.loads(sys.argv[5])
+uncompressed = set(json.loads(sys.argv[6]))  # variants also written without compression
 builder = (SparkSession.builder.master(master).appName("bench-" + side)
            .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
            .config("spark.driver.memory", "4g").config("spark.sql.session.timeZone", "UTC")
@@ -109,6 +110,10 @@ if side == "ours":
     ops["mds_fallback"] = lambda df, p: df.write.format("mds_fallback").mode("overwrite").option("compression", "zstd").save(p)
     ops["parquet"] = lambda df, p: df.write.mode("overwrite").option("compression", "zstd").parquet(p)
     ops["python_source_floor"] = lambda df, p: df.write.format("null_arrow_sink").mode("append").save(p)
+    # The same writes without compression: what is left once zstd (shared by every writer) is gone.
+    ops["mds_jvm (no compression)"] = lambda df, p: df.write.format("mds").mode("overwrite").option("compression", "none").save(p)
+    ops["mds_fallback (no compression)"] = lambda df, p: df.write.format("mds_fallback").mode("overwrite").option("compression", "none").save(p)
+    ops["parquet (no compression)"] = lambda df, p: df.write.mode("overwrite").option("compression", "none").parquet(p)
     scans = {
         "scan_mds": lambda v, d: noop(spark.read.format("mds").load(d["mds_jvm"])),
         "scan_parquet": lambda v, d: noop(spark.read.parquet(d["parquet"])),
@@ -130,34 +135,38 @@ else:
                 cols[f.name] = simple[type(f.dataType)]
         return cols
 
-    def dtm(df, p):
+    def dtm(df, p, compression="zstd"):
         shutil.rmtree(p, ignore_errors=True)
-        dataframe_to_mds(df, merge_index=True, mds_kwargs={"out": p, "columns": mds_columns(df.schema), "compression": "zstd"})
+        dataframe_to_mds(df, merge_index=True, mds_kwargs={"out": p, "columns": mds_columns(df.schema), "compression": compression})
 
     ops["dataframe_to_mds"] = dtm
+    ops["dataframe_to_mds (no compression)"] = lambda df, p: dtm(df, p, None)
     scans = {}
 
 def size_of(d):
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs
                if not f.startswith(".") and not f.endswith(".crc") and f != "_SUCCESS")
 
+def ops_of(variant):
+    return {k: v for k, v in ops.items() if "(no compression)" not in k or variant in uncompressed}
+
 frames, dirs = {}, {}
 for variant, n in sizes.items():
     small = frame(variant, min(n, 1000)).cache(); small.count()
-    for name, op in ops.items():
-        op(small, os.path.join(out, f"{variant}-{name}-warmup"))
+    for name, op in ops_of(variant).items():
+        op(small, os.path.join(out, f"{variant}-{name}-warmup".replace(" ", "_")))
     df = frame(variant, n).cache()
     assert df.count() == n
     frames[variant] = df
-    dirs[variant] = {name: os.path.join(out, f"{variant}-{name}") for name in ops}
-    for name, op in ops.items():  # a full-size warm-up: Python workers, JIT, memory reach a steady state
+    dirs[variant] = {name: os.path.join(out, f"{variant}-{name}".replace(" ", "_")) for name in ops_of(variant)}
+    for name, op in ops_of(variant).items():  # a full-size warm-up: Python workers, JIT, memory reach a steady state
         op(df, dirs[variant][name])
     for name, scan in scans.items():
         scan(variant, dirs[variant])
-print(json.dumps({"ready": True, "ops": list(ops), "scans": list(scans)}), flush=True)
+print(json.dumps({"ready": True, "ops": {v: list(ops_of(v)) for v in sizes}, "scans": list(scans)}), flush=True)
 
-for line in sys.stdin:  # "<variant> <op>": one timed run, so that the two processes can take turns
-    parts = line.split()
+for line in sys.stdin:  # "<variant>\t<op>": one timed run, so that the two processes can take turns
+    parts = line.rstrip("\n").split("\t")
     if len(parts) != 2:
         break
     variant, name = parts
@@ -198,10 +207,11 @@ class Side:
         self.log_path = os.path.join(work, side + ".log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [str(python), "-c", SIDE_SCRIPT, side, args.master, str(args.partitions), os.path.join(work, side), json.dumps(sizes)],
+            [str(python), "-c", SIDE_SCRIPT, side, args.master, str(args.partitions), os.path.join(work, side), json.dumps(sizes),
+             json.dumps(args.uncompressed)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=work,
         )  # fmt: skip
-        self.ops: list[str] = []
+        self.ops: dict[str, list[str]] = {}
         self.scans: list[str] = []
 
     def _line(self) -> dict[str, Any]:
@@ -216,7 +226,7 @@ class Side:
         self.ops, self.scans = info["ops"], info["scans"]
 
     def run(self, variant: str, name: str) -> float:
-        self.proc.stdin.write(f"{variant} {name}\n")  # type: ignore[union-attr]
+        self.proc.stdin.write(f"{variant}\t{name}\n")  # type: ignore[union-attr]
         self.proc.stdin.flush()  # type: ignore[union-attr]
         return self._line()["seconds"]
 
@@ -242,6 +252,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=5, help="interleaved rounds (the best time counts)")
     p.add_argument("--variants", type=lambda s: [v for v in s.split(",") if v], default=list(VARIANTS))
     p.add_argument("--no-reference", action="store_true", help="skip dataframe_to_mds")
+    p.add_argument("--uncompressed", type=lambda s: [v for v in s.split(",") if v], default=["standard"],
+                   help="variants also written without compression (default: standard; '' for none)")
     p.add_argument("--create-dtm-venv", action="store_true", help="build bench/work/venv-dtm if it is missing")
 
 
@@ -268,7 +280,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
         for variant in sizes:
             for _ in range(args.repeat):
                 for side in sides.values():
-                    for name in side.ops + side.scans:
+                    for name in side.ops[variant] + side.scans:
                         times[variant].setdefault(name, []).append(side.run(variant, name))
         stored: dict[str, Any] = {}
         for side in sides.values():
@@ -293,6 +305,9 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
         ratio("mds_fallback / python_source_floor", "mds_fallback", "python_source_floor")
         ratio("scan_mds / scan_parquet", "scan_mds", "scan_parquet")
         ratio("scan_mds_pruned / scan_parquet_pruned", "scan_mds_pruned", "scan_parquet_pruned")
+        ratio("no compression: dataframe_to_mds / mds_jvm", "dataframe_to_mds (no compression)", "mds_jvm (no compression)")
+        ratio("no compression: dataframe_to_mds / mds_fallback", "dataframe_to_mds (no compression)", "mds_fallback (no compression)")
+        ratio("no compression: mds_jvm / parquet", "mds_jvm (no compression)", "parquet (no compression)")
         r["ratios"] = ratios
         results[variant] = r
 
@@ -310,14 +325,15 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
     for variant, r in results.items():
         print(f"  {variant} ({r['rows']:,} rows)")
         for name in ("mds_jvm", "mds_fallback", "dataframe_to_mds", "parquet", "python_source_floor",
-                     "scan_mds", "scan_parquet", "scan_mds_pruned", "scan_parquet_pruned"):
+                     "mds_jvm (no compression)", "mds_fallback (no compression)", "dataframe_to_mds (no compression)",
+                     "parquet (no compression)", "scan_mds", "scan_parquet", "scan_mds_pruned", "scan_parquet_pruned"):
             if name in r:
                 x = r[name]
                 size = f"  {x['stored_bytes'] / 2**20:8.1f} MiB" if "stored_bytes" in x else ""
-                print(f"    {name:22s} {x['seconds']:8.2f} s (median {x['median_seconds']:6.2f})  {x['rows_per_s']:12,.0f} rows/s{size}")
+                print(f"    {name:34s} {x['seconds']:8.2f} s (median {x['median_seconds']:6.2f})  {x['rows_per_s']:12,.0f} rows/s{size}")
         for k, v in r["ratios"].items():
             if "medians" not in k:
-                print(f"    {k:40s} {v:6.2f}  (medians {r['ratios'][k + ' (medians)']:.2f})")
+                print(f"    {k:48s} {v:6.2f}  (medians {r['ratios'][k + ' (medians)']:.2f})")
     write_result(out_dir, "spark", report)
     return report
 

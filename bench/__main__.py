@@ -3,7 +3,7 @@
     python -m bench all [--rows 200000] [--quick] [--only spark,loader,...] [--skip remote]
     python -m bench spark|loader|startup|decode|remote [options] [--out-dir DIR]   (one benchmark; --help)
     python -m bench plot        (PNG plots from the JSON results)
-    python -m bench summary     (the targets of the issues, met or missed, from the JSON results)
+    python -m bench summary [--markdown]   (the targets of the issues, met or missed; --markdown: the README tables)
 
 ``all`` runs every benchmark (building its datasets), writes bench/results/<name>.json, plots to
 docs/img/bench-*.png and prints the ratios and targets. ``--quick`` runs everything on tiny sizes
@@ -95,6 +95,68 @@ def summary(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def markdown(out_dir: Path) -> str:
+    """The README's performance tables from the JSON results."""
+    lines: list[str] = []
+    spark = read_result(out_dir, "spark")
+    if spark:
+        m = spark["machine"]
+        lines += [f"Spark {spark['master']}, {spark['partitions']} partitions, zstd, best of {spark['repeat']} interleaved rounds "
+                  f"({m.get('cpus')} cores, {m.get('cpu', '')}):", "",
+                  "| write, seconds (rows/s) | " + " | ".join(f"{v} ({r['rows']:,} rows)" for v, r in spark["results"].items()) + " |",
+                  "|---|" + "---|" * len(spark["results"])]
+        names = [("mds_jvm", "`format(\"mds\")`, JVM"), ("mds_fallback", "`format(\"mds\")`, Python fallback"),
+                 ("parquet", "Parquet"), ("dataframe_to_mds", "`dataframe_to_mds` (mosaicml-streaming)"),
+                 ("python_source_floor", "floor of any Python data source")]
+        for key, label in names:
+            cells = []
+            for r in spark["results"].values():
+                x = r.get(key)
+                cells.append(f"{x['seconds']:.2f} ({x['rows_per_s']:,.0f})" if x else "")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for key, label in (("dataframe_to_mds / mds_jvm", "JVM vs `dataframe_to_mds`"),
+                           ("dataframe_to_mds / mds_fallback", "fallback vs `dataframe_to_mds`"),
+                           ("mds_jvm / parquet (write time)", "JVM time / Parquet time")):
+            lines.append(f"| {label} | " + " | ".join(f"{r['ratios'][key]:.2f}x" if key in r["ratios"] else ""
+                                                     for r in spark["results"].values()) + " |")
+        lines += ["", "| Spark scan, seconds | " + " | ".join(spark["results"]) + " |", "|---|" + "---|" * len(spark["results"])]
+        for key, label in (("scan_mds", "MDS, all columns"), ("scan_parquet", "Parquet, all columns"),
+                           ("scan_mds_pruned", "MDS, 2 columns"), ("scan_parquet_pruned", "Parquet, 2 columns")):
+            lines.append(f"| {label} | " + " | ".join(f"{r[key]['seconds']:.2f}" if key in r else "" for r in spark["results"].values()) + " |")
+        lines.append("")
+    loader = read_result(out_dir, "loader")
+    if loader:
+        lines += [f"Training loop, shuffled, batch {loader['batch_size']}, steady-state epoch (epoch 1 decompresses):", "",
+                  "| dataset | loop | mds_loader samples/s | mosaicml-streaming | ratio | epoch 1 (ratio) | peak RSS main / worker |",
+                  "|---|---|---|---|---|---|---|"]
+        for variant, v in loader["variants"].items():
+            for label, e in v["cases"].items():
+                o = e["mds_loader"]
+                ref = e.get("streaming")
+                w = o.get("peak_rss_per_worker")
+                mem = f"{o['peak_rss_main'] / 2**20:,.0f} MiB" + (f" / {w / 2**20:,.0f} MiB" if w else "")
+                lines.append(f"| {variant} | {label} | {o['samples_per_s']:,.0f} | {ref['samples_per_s']:,.0f} | {e['ratio']:.1f}x | "
+                             f"{o['epoch1_samples_per_s']:,.0f} ({e['epoch1_ratio']:.1f}x) | {mem} |" if ref else
+                             f"| {variant} | {label} | {o['samples_per_s']:,.0f} | | | {o['epoch1_samples_per_s']:,.0f} | {mem} |")
+            lim = v["physical_limit"]
+            lines.append(f"| {variant} | physical limit, 1 process: read raw shards / read + decompress | "
+                         f"{lim['steady']['samples_per_s']:,.0f} / {lim['epoch1']['samples_per_s']:,.0f} | | | | |")
+        lines.append("")
+    startup = read_result(out_dir, "startup")
+    if startup:
+        lines += [f"Time to first batch, {startup['shards']:,} shards:", "", "| DataLoader | mds_loader | mosaicml-streaming |", "|---|---|---|"]
+        for case, e in startup["results"].items():
+            ref = e.get("streaming", {}).get("first_batch_seconds")
+            lines.append(f"| {case} | {e['mds_loader']['first_batch_seconds']:.2f} s | " + (f"{ref:.2f} s |" if ref else "|"))
+        lines.append("")
+    rows = targets(out_dir)
+    lines += ["| target | wanted | measured | |", "|---|---|---|---|"]
+    for r in rows:
+        value = "" if r["measured"] is None else f"{r['measured']:.2f} {r['unit']}"
+        lines.append(f"| {r['target']} | {r['wanted']} | {value} | {'met' if r['met'] else 'missed' if r['met'] is False else ''} |")
+    return "\n".join(lines)
+
+
 def run_all(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench all", description="every benchmark, then plots and the targets")
     p.add_argument("--rows", type=int, default=None, help="rows of the standard dataset (default 200000; 2000 with --quick)")
@@ -153,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     if command == "summary":
         p = argparse.ArgumentParser(prog="python -m bench summary")
         p.add_argument("--results", type=Path, default=RESULTS)
-        summary(p.parse_args(rest).results)
+        p.add_argument("--markdown", action="store_true", help="print the README's tables")
+        a = p.parse_args(rest)
+        if a.markdown:
+            print(markdown(a.results))
+        else:
+            summary(a.results)
         return 0
     print(f"unknown command {command!r}; see python -m bench --help", file=sys.stderr)
     return 2

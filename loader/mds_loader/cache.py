@@ -466,13 +466,23 @@ class ShardCache:
                     continue
                 _touch(self._lock_path(g))
             break
-        try:
-            reader = ShardReader(path, entry, schema=self.schema(self.shards[g].stream),
-                                 allow_unsafe_types=self.allow_unsafe_types)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
+        for attempt in range(3):
+            try:
+                reader = ShardReader(path, entry, schema=self.schema(self.shards[g].stream),
+                                     allow_unsafe_types=self.allow_unsafe_types)
+                break
+            except FileNotFoundError:
+                # A local compressed shard's raw copy is disposable (anyone may delete it to
+                # free disk); remake it from the compressed file, which stays the source.
+                if lock is not None or entry.zip_data is None or attempt == 2:
+                    if lock is not None:
+                        lock.release()
+                    raise
+                path = self.prepare(g)
+            except BaseException:
+                if lock is not None:
+                    lock.release()
+                raise
         with self._mutex:
             self._open[g] = (reader, lock)
             while len(self._open) > self.max_open:

@@ -1,0 +1,182 @@
+"""Faults of a training job reading MDS (mds_loader), each in real processes with real
+DataLoader workers (loader_jobs.py):
+
+* the whole training process is killed with SIGKILL mid-epoch and resumed, in a fresh process,
+  from its last saved ``state_dict()``: the batches before the checkpoint plus the resumed ones
+  are exactly the uninterrupted epoch (no sample lost, none repeated);
+* one DataLoader worker is killed: the loader raises a clear error at once (no hang), and
+  resuming from the last state dict again completes the epoch exactly;
+* shard files are deleted from under the running job, while in use (the decompressed copies of a
+  local compressed dataset; every file of a cached remote dataset): the epoch completes with the
+  same batches.
+
+A full disk during a download is covered by tests/remote/test_remote_faults.py::test_full_disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rel_support import CHILD_ENV, HERE, ROOT, wait_for  # noqa: I001
+
+from mds_loader import write_table
+
+ROWS = 3000
+BATCH = 10
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("loader-faults") / "ds"
+    ids = np.arange(ROWS, dtype=np.int64)
+    write_table(pa.table({"id": ids, "x": ids / 7.0, "tokens": list(np.stack([ids, ids * 2], axis=1))}), path,
+                size_limit=4096, compression="zstd", hashes=["xxh64"])  # fmt: skip
+    return path
+
+
+def _args(tmp_path: Path, name: str, **kw) -> dict:
+    return {"local": None, "batch_size": BATCH, "workers": 2, "log": str(tmp_path / f"{name}.log"),
+            "ckpt": str(tmp_path / "ckpt.json"), "ready": str(tmp_path / f"{name}.ready"),
+            "pids": str(tmp_path / f"{name}.pids"), **kw}  # fmt: skip
+
+
+def _spawn(args: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(HERE / "loader_jobs.py"), json.dumps(args)], cwd=str(ROOT),
+                            env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, dict]:
+    out, err = proc.communicate(timeout=timeout)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return proc.returncode, (lines[-1] if lines else {"stderr": err[-4000:]})
+
+
+def _batches(log: str) -> list[list[int]]:
+    with open(log) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def epoch(dataset, tmp_path_factory) -> list[list[int]]:
+    """The uninterrupted epoch (2 workers), as batches of sample ids."""
+    tmp = tmp_path_factory.mktemp("epoch")
+    args = _args(tmp, "full", local=str(dataset))
+    code, res = _finish(_spawn(args))
+    assert code == 0, res
+    batches = _batches(args["log"])
+    assert sorted(i for b in batches for i in b) == list(range(ROWS))
+    return batches
+
+
+def _resume_and_check(tmp_path: Path, dataset: Path, epoch: list[list[int]], consumed_log: str) -> dict:
+    with open(tmp_path / "ckpt.json") as f:
+        saved = json.load(f)["batches"]
+    before = _batches(consumed_log)
+    assert len(before) >= saved  # the job went on after its last checkpoint; those batches are redone
+    code, res = _finish(_spawn(_args(tmp_path, "resumed", local=str(dataset), resume=True)))
+    assert code == 0, res
+    after = _batches(str(tmp_path / "resumed.log"))
+    stream = [i for b in before[:saved] + after for i in b]
+    assert len(stream) == len(set(stream)), "a sample was repeated"
+    assert sorted(stream) == list(range(ROWS)), "a sample was lost"
+    assert before[:saved] + after == epoch  # and in the uninterrupted epoch's order
+    return {"checkpoint": saved, "killed_after": len(before), "resumed": len(after)}
+
+
+def test_process_killed_with_sigkill_and_resumed(dataset, epoch, tmp_path):
+    args = _args(tmp_path, "train", local=str(dataset), every=7, signal_after=23, slow=0.05)
+    proc = _spawn(args)
+    try:
+        wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 120, "the training job")
+        time.sleep(0.4)  # a few more batches after the last checkpoint
+        os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    print(_resume_and_check(tmp_path, dataset, epoch, args["log"]))
+
+
+def test_dataloader_worker_killed(dataset, epoch, tmp_path):
+    args = _args(tmp_path, "train", local=str(dataset), every=5, signal_after=17, slow=0.05)
+    proc = _spawn(args)
+    try:
+        wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 120, "the training job")
+        pids = [int(p) for p in Path(args["pids"]).read_text().split()]
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        code, res = _finish(proc, timeout=120)  # a clear error, not a hang
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 3, res
+    assert res["error"] == "RuntimeError" and f"DataLoader worker (pid {pids[0]}) is killed by signal" in res["message"], res
+    print(_resume_and_check(tmp_path, dataset, epoch, args["log"]))
+
+
+class _Deleter:
+    """Deletes matching files under ``root`` every few milliseconds while active."""
+
+    def __init__(self, root: Path, suffixes: tuple[str, ...]) -> None:
+        self.root, self.suffixes, self.count, self._stop = root, suffixes, 0, threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                names = os.listdir(self.root)
+            except FileNotFoundError:
+                names = []
+            for n in names:
+                if n.startswith("shard.") and n.endswith(self.suffixes):
+                    try:
+                        os.unlink(self.root / n)
+                        self.count += 1
+                    except FileNotFoundError:
+                        pass
+            time.sleep(0.02)
+
+    def __enter__(self) -> _Deleter:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.parametrize("kind", ["local_compressed", "cached_remote"])
+def test_shard_files_deleted_while_in_use(dataset, epoch, tmp_path, kind):
+    """local_compressed: the job reads the dataset directory itself; its decompressed copies
+    (``shard.*.mds`` next to ``*.mds.zstd``) are deleted as soon as they appear. cached_remote:
+    the dataset is a remote (another directory) cached in ``local``; every cached shard file,
+    compressed or not, is deleted as soon as it appears."""
+    import shutil
+
+    if kind == "local_compressed":
+        local = tmp_path / "ds"
+        shutil.copytree(dataset, local)
+        args, watch, suffixes = _args(tmp_path, "run", local=str(local)), local, (".mds",)
+    else:
+        local = tmp_path / "cache"
+        args, watch, suffixes = _args(tmp_path, "run", remote=str(dataset), local=str(local)), local, (".mds", ".zstd")
+    args["slow"], args["signal_after"] = 0.01, 1  # slow enough for the deleter to interfere
+    with _Deleter(watch, suffixes) as deleter:
+        code, res = _finish(_spawn(args))
+    assert code == 0, res
+    assert _batches(args["log"]) == epoch
+    assert deleter.count > 10, deleter.count  # files were deleted while the epoch ran
+    print({"deleted": deleter.count})

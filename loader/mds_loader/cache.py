@@ -11,7 +11,9 @@ directory) uses only files:
   *exclusively* while the shard is being downloaded or evicted, and *shared* by every process
   that has the shard open. Nobody ever blocks on a shard's exclusive lock: a downloader polls
   until it gets the lock or sees the shard present, eviction only takes locks it gets at once,
-  so a shard in use is never evicted and workers never deadlock on each other;
+  so a shard in use is never evicted and workers never deadlock on each other. A shard file
+  deleted from under its shared holders (by hand, a tmp cleaner) is remade under the shared
+  lock and a per-shard ``.repair`` lock;
 * ``cache_limit`` is enforced under one cache-wide lock, least recently used shards first (the
   access time is the mtime of the shard's lock file, touched on download and on open). A
   download in progress reserves its bytes by writing them into its lock file, so concurrent
@@ -63,12 +65,16 @@ def _has(path: str, size: int) -> bool:
         return False
 
 
-def _lock_unless(lock: FileLock, ready: Callable[[], bool], limit: float | None = None) -> bool:
-    """Takes `lock` exclusively, unless `ready()` becomes true first (then returns False).
+def _lock_unless(lock: FileLock, ready: Callable[[], bool], limit: float | None = None) -> tuple[FileLock, ...]:
+    """Takes the locks needed to (re)make a shard, unless `ready()` becomes true first (then
+    returns no locks).
 
-    A blocking wait would deadlock: once another process has downloaded the shard it holds the
-    lock *shared* for as long as it keeps the shard open, and it may be waiting for the
-    DataLoader's main process, which waits for this worker's next batch.
+    Normally that is `lock`, exclusively. A blocking wait would deadlock: once another process
+    has downloaded the shard it holds the lock *shared* for as long as it keeps the shard open,
+    and it may be waiting for the DataLoader's main process, which waits for this worker's next
+    batch. When only shared holders remain and the file is still missing, it was deleted from
+    under them (their open maps stay valid); nobody is making it, so it is remade under a shared
+    lock plus the shard's repair lock, which lets one process at a time do so.
 
     Raises:
         TimeoutError: neither happened within `limit` seconds (None: no limit).
@@ -77,12 +83,20 @@ def _lock_unless(lock: FileLock, ready: Callable[[], bool], limit: float | None 
     delay = 0.001
     while True:
         if ready():
-            return False
+            return ()
         if lock.try_acquire():
             if ready():  # prepared between the check and the lock
                 lock.release()
-                return False
-            return True
+                return ()
+            return (lock,)
+        shared = FileLock(lock.path, shared=True)
+        if shared.try_acquire():  # no exclusive holder: nobody is downloading or evicting it
+            repair = FileLock(lock.path + ".repair")
+            if repair.try_acquire():
+                if not ready():
+                    return (shared, repair)
+                repair.release()
+            shared.release()
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"waited {limit:g} s for {lock.path}: another process holds this shard's lock without "
                                f"finishing its download; if no such process is alive, report this bug")
@@ -171,6 +185,7 @@ class ShardCache:
         self._pending: dict[int, Future[str]] = {}
         self._schemas: dict[tuple[int, bool], ReadSchema] = {}
         self._warned_full = False
+        self._open_limit: int | None = None  # see _max_open (known once in the worker)
         # What this process did (statistics for benchmarks and tests).
         self.stats = {"downloads": 0, "downloaded_bytes": 0, "evictions": 0}
 
@@ -234,36 +249,61 @@ class ShardCache:
         limit = None
         if stream.download_timeout is not None:
             limit = 2 * (stream.download_retry or 1) * (stream.download_timeout + 5) + 60
-        if not _lock_unless(lock, lambda: _has(raw_path, raw.bytes), limit):
+        held = _lock_unless(lock, lambda: _has(raw_path, raw.bytes), limit)
+        if not held:
             return raw_path  # another process or thread prepared it meanwhile
-        with lock:
-            zip_info = shard.entry.zip_data
+        try:
+            self._fetch(g, raw_path, exclusive=held[0] is lock)
+        finally:
+            for h in reversed(held):
+                h.release()
+        _touch(lock_path)  # just prepared: the most recently used shard, not the least
+        return raw_path
+
+    def _fetch(self, g: int, raw_path: str, *, exclusive: bool) -> None:
+        """Downloads (and decompresses) shard ``g`` under its locks. With its exclusive lock,
+        debris of dead downloads is removed first and room is made under ``cache_limit``; a
+        repair (see _lock_unless) only puts back files that were counted before."""
+        shard = self.shards[g]
+        raw = shard.entry.raw_data
+        zip_info = shard.entry.zip_data
+        stream = self._stream(g)
+
+        def make_room(needed: int) -> None:
+            if exclusive:
+                self._make_room(needed, g)
+
+        if exclusive:
             for info in (raw, zip_info):
                 if info is not None:
                     _remove_temporaries(self._path(g, info.basename))
-            try:
-                if zip_info is None:
-                    self._make_room(raw.bytes, g)
-                    self._download(g, raw.basename, raw.bytes, raw.hashes, raw_path)
-                else:
-                    zip_path = self._path(g, zip_info.basename)
+        try:
+            if zip_info is None:
+                make_room(raw.bytes)
+                self._download(g, raw.basename, raw.bytes, raw.hashes, raw_path)
+            else:
+                zip_path = self._path(g, zip_info.basename)
+                for attempt in range(3):
                     if _has(zip_path, zip_info.bytes):
-                        self._make_room(raw.bytes, g)
+                        make_room(raw.bytes)
                     else:
-                        self._make_room(zip_info.bytes + raw.bytes, g)
+                        make_room(zip_info.bytes + raw.bytes)
                         self._download(g, zip_info.basename, zip_info.bytes, zip_info.hashes, zip_path)
-                    self._decompress(g, raw_path, verify=False, remove_zip=not stream.keep_zip)
-            except OSError as e:
-                if e.errno == errno.ENOSPC:
-                    raise OSError(e.errno, f"no space left on device while caching shard {raw.basename} of "
-                                           f"{stream.remote_url} in {stream.local_dir} ({e}); free disk space or "
-                                           f"set a smaller cache_limit") from e
-                raise
-            finally:
-                if self.cache_limit is not None:
-                    self._reserve(g, 0)  # the files are on disk now (or the download failed)
-            _touch(lock_path)  # just prepared: the most recently used shard, not the least
-            return raw_path
+                    try:
+                        self._decompress(g, raw_path, verify=False, remove_zip=not stream.keep_zip)
+                        break
+                    except FileNotFoundError:
+                        if attempt == 2:  # the downloaded copy was deleted before it was decompressed
+                            raise
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise OSError(e.errno, f"no space left on device while caching shard {raw.basename} of "
+                                       f"{stream.remote_url} in {stream.local_dir} ({e}); free disk space or "
+                                       f"set a smaller cache_limit") from e
+            raise
+        finally:
+            if exclusive and self.cache_limit is not None:
+                self._reserve(g, 0)  # the files are on disk now (or the download failed)
 
     def _download(self, g: int, basename: str, size: int, hashes: dict[str, str], dest: str) -> None:
         """Downloads one file of shard ``g`` to `dest` under the shard's exclusive lock: to a
@@ -450,67 +490,93 @@ class ShardCache:
             if item is not None:
                 self._open.move_to_end(g)
                 return item[0]
-        pending = self._pending.pop(g, None)
-        if pending is not None:
-            pending.result()  # re-raises the download's error
         stream = self._stream(g)
         entry = self.shards[g].entry
-        while True:
-            path = self.prepare(g)
-            lock = None
-            if not stream.is_local:
-                lock = FileLock(self._lock_path(g), shared=True)
-                lock.acquire()
-                if not _has(path, entry.raw_data.bytes):  # evicted between prepare and lock
-                    lock.release()
-                    continue
-                _touch(self._lock_path(g))
-            break
+        # Cached files and a local compressed shard's raw copy are disposable: whoever frees
+        # disk may delete them at any time, so one that vanishes before it is open is remade.
+        remakable = not stream.is_local or entry.zip_data is not None
+        pending = self._pending.pop(g, None)
+        if pending is not None:
+            try:
+                pending.result()  # re-raises the download's error
+            except FileNotFoundError:
+                if not remakable:
+                    raise
         for attempt in range(3):
+            path, lock = self._prepare_locked(g)
             try:
                 reader = ShardReader(path, entry, schema=self.schema(self.shards[g].stream),
                                      allow_unsafe_types=self.allow_unsafe_types)
                 break
             except FileNotFoundError:
-                # A local compressed shard's raw copy is disposable (anyone may delete it to
-                # free disk); remake it from the compressed file, which stays the source.
-                if lock is not None or entry.zip_data is None or attempt == 2:
-                    if lock is not None:
-                        lock.release()
+                if lock is not None:
+                    lock.release()
+                if not remakable or attempt == 2:
                     raise
-                path = self.prepare(g)
             except BaseException:
                 if lock is not None:
                     lock.release()
                 raise
         with self._mutex:
             self._open[g] = (reader, lock)
-            while len(self._open) > self.max_open:
+            while len(self._open) > self._max_open():
                 _, (old, old_lock) = self._open.popitem(last=False)
                 old.close()
                 if old_lock is not None:
                     old_lock.release()
         return reader
 
+    def _prepare_locked(self, g: int) -> tuple[str, FileLock | None]:
+        """Prepares shard ``g`` and, for a cached stream, takes its shared lock (which keeps
+        other processes from evicting it) once the file is known to be there."""
+        entry = self.shards[g].entry
+        while True:
+            path = self.prepare(g)
+            if self._stream(g).is_local:
+                return path, None
+            lock = FileLock(self._lock_path(g), shared=True)
+            lock.acquire()
+            if _has(path, entry.raw_data.bytes):
+                _touch(self._lock_path(g))
+                return path, lock
+            lock.release()  # evicted between prepare and lock
+
     def _footprint(self, g: int) -> int:
         entry = self.shards[g].entry
         return entry.raw_data.bytes + (entry.zip_data.bytes if entry.zip_data is not None else 0)
 
-    def _prefetch_budget(self) -> int | None:
-        """Bytes this process may have downloaded ahead of use: with a ``cache_limit``, half of
-        it shared by the processes that use the cache at once (this DataLoader's workers, times
-        the ranks of the node); the other half holds the shards in use. Prefetching more than
-        the cache holds would evict prefetched shards before they are read (thrashing)."""
-        if self.cache_limit is None:
-            return None
+    @staticmethod
+    def _sharers() -> int:
+        """The processes that use the cache at once: this DataLoader's workers, times the ranks
+        of the node."""
         try:
             from torch.utils.data import get_worker_info
 
             info = get_worker_info()
         except ImportError:
             info = None
-        sharers = (info.num_workers if info is not None else 1) * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1))
-        return self.cache_limit // (2 * sharers)
+        return (info.num_workers if info is not None else 1) * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1))
+
+    def _prefetch_budget(self) -> int | None:
+        """Bytes this process may have downloaded ahead of use: with a ``cache_limit``, half of
+        it shared by the processes that use the cache at once; the other half holds the shards
+        in use. Prefetching more than the cache holds would evict prefetched shards before they
+        are read (thrashing)."""
+        if self.cache_limit is None:
+            return None
+        return self.cache_limit // (2 * self._sharers())
+
+    def _max_open(self) -> int:
+        """Shards this process keeps open: ``max_open``, but with a ``cache_limit`` no more than
+        this process's share of the half of the cache that holds shards in use (open shards
+        cannot be evicted, so more would push the cache over its limit)."""
+        if self._open_limit is None:
+            limit = self.max_open
+            cached = [self._footprint(g) for g in range(len(self.shards)) if not self._stream(g).is_local]
+            if self.cache_limit is not None and cached:
+                limit = max(1, min(limit, self.cache_limit // (2 * self._sharers() * max(cached))))
+            self._open_limit = limit
+        return self._open_limit
 
     def prefetch(self, shard_ids: Sequence[int]) -> None:
         """Starts preparing these shards in the background (downloads, decompression), in the
@@ -568,7 +634,13 @@ class ShardCache:
             nonempty = next((k for k, sh in enumerate(index.shards) if sh.samples), None)
             if nonempty is not None:
                 g = offset + nonempty
-                reader = ShardReader(self.prepare(g), self.shards[g].entry, allow_unsafe_types=False)
+                for attempt in range(3):
+                    try:
+                        reader = ShardReader(self.prepare(g), self.shards[g].entry, allow_unsafe_types=False)
+                        break
+                    except FileNotFoundError:  # deleted between prepare and open (see reader())
+                        if attempt == 2 or (stream.is_local and self.shards[g].entry.zip_data is None):
+                            raise
                 try:
                     infos = first_sample_ndarray_infos(reader)
                 finally:

@@ -32,8 +32,9 @@ from rel_support import CHILD_ENV, HERE, ROOT, wait_for  # noqa: I001
 
 from mds_loader import write_table
 
-ROWS = 3000
-BATCH = 10
+# Large enough that a worker still has decoded chunks (~8192 samples) to send when one is killed.
+ROWS = 200_000
+BATCH = 1000
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def dataset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("loader-faults") / "ds"
     ids = np.arange(ROWS, dtype=np.int64)
     write_table(pa.table({"id": ids, "x": ids / 7.0, "tokens": list(np.stack([ids, ids * 2], axis=1))}), path,
-                size_limit=4096, compression="zstd", hashes=["xxh64"])  # fmt: skip
+                size_limit=1 << 16, compression="zstd", hashes=["xxh64"])  # fmt: skip
     return path
 
 
@@ -123,7 +124,11 @@ def test_dataloader_worker_killed(dataset, epoch, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert code == 3, res
-    assert res["error"] == "RuntimeError" and f"DataLoader worker (pid {pids[0]}) is killed by signal" in res["message"], res
+    # torch names the worker either from its SIGCHLD handler or when its queue breaks first
+    message = res.get("message", "")
+    assert res["error"] == "RuntimeError", res
+    assert (f"DataLoader worker (pid {pids[0]}) is killed by signal" in message
+            or f"DataLoader worker (pid(s) {pids[0]}) exited unexpectedly" in message), res  # fmt: skip
     print(_resume_and_check(tmp_path, dataset, epoch, args["log"]))
 
 

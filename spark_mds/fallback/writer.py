@@ -10,8 +10,6 @@ travels in the writer, and everything a task learns travels back in its commit m
 
 from __future__ import annotations
 
-import dataclasses
-import decimal
 import hashlib
 import json
 import logging
@@ -22,9 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql.datasource import DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
@@ -118,33 +114,7 @@ class WritePlan:
             name_prefix=name_prefix,
             max_workers=max_workers,
         )
-        return _take_decimal_text(writer)
-
-
-def _take_decimal_text(writer: TableWriter) -> TableWriter:
-    """Makes the shard writer take ``str_decimal`` columns as the text :func:`plain_decimals`
-    makes. Arrow's decimal-to-string cast, which the format core uses, writes values below 1e-6 in
-    exponent notation (``1E-18``), where docs/format.md §2 (and the JVM source) store plain
-    notation with exactly ``scale`` fraction digits (``0.000000000000000001``). The payload of a
-    ``str_decimal`` value is its text, so handing the writer that text stores the contract's bytes."""
-    swap = {i for i, p in enumerate(writer.plans) if p.encoding.kind == "str_decimal" and pa.types.is_decimal(p.arrow_type)}
-    if swap:
-        writer.plans = [dataclasses.replace(p, arrow_type=pa.string()) if i in swap else p for i, p in enumerate(writer.plans)]
-        writer.schema = pa.schema([f.with_type(pa.string()) if i in swap else f for i, f in enumerate(writer.schema)])
-    return writer
-
-
-def plain_decimals(arr: pa.Array) -> pa.Array:
-    """Decimal values as plain-notation text with exactly ``scale`` fraction digits (``-12.50``,
-    ``0.000000000000000001``); Arrow's cast is plain except below 1e-6, which is rewritten."""
-    text = arr.cast(pa.string())
-    exponent = pc.match_substring(text, "E")
-    if pc.any(exponent).as_py():
-        rows = text.to_pylist()
-        for i in np.flatnonzero(exponent.fill_null(False).to_numpy(zero_copy_only=False)):
-            rows[i] = format(decimal.Decimal(rows[i]), "f")  # keeps the exponent's digits: the scale
-        text = pa.array(rows, pa.string())
-    return text
+        return writer
 
 
 class _DryOutput:
@@ -226,8 +196,6 @@ def _conform(batch: pa.RecordBatch, layout: WriteLayout, writer_schema: pa.Schem
             raise layout.null_error(target.name)
         if arr.type != target.type:
             arr = arr.cast(target.type)
-        if pa.types.is_decimal(target.type) and layout.encodings[target.name] == "str_decimal":
-            arr = plain_decimals(arr)
         arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, schema=writer_schema)
 

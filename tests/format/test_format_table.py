@@ -414,3 +414,16 @@ def test_empty_table_keeps_its_types(tmp_path: Path) -> None:
     assert [s.samples for s in index.shards] == [0]  # one 0-sample shard records the encodings
     got = read_table(tmp_path / "ds")
     assert got.num_rows == 0 and got.schema.equals(expected_read(table).schema)
+
+
+def test_arrow_decimals_are_stored_in_plain_notation(tmp_path):
+    """str_decimal text has exactly ``scale`` fraction digits, also below 1e-6 where Arrow's own
+    cast writes exponents (docs/format.md; the JVM source writes the same bytes)."""
+    values = [Decimal("0.000000000000000001"), None, Decimal("0"), Decimal("-1.5E-7"), Decimal("123.45")]
+    out = tmp_path / "ds"
+    write_table(pa.table({"dec": pa.array(values, pa.decimal128(38, 18))}), out, compression=None)
+    data = (out / "shard.00000.mds").read_bytes()
+    for text in (b"0.000000000000000001", b"0.000000000000000000", b"-0.000000150000000000", b"123.450000000000000000"):
+        assert text in data
+    assert b"E-" not in data
+    assert read_table(out).column("dec").to_pylist() == values

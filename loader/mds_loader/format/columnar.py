@@ -175,9 +175,25 @@ def _storage(arr: pa.Array, plan: FieldPlan) -> pa.Array:
         return _cast(arr, pa.timestamp("us", t.tz), plan.name).cast(pa.int64())
     if pa.types.is_duration(t):
         return _cast(arr, pa.duration("us"), plan.name).cast(pa.int64())
-    if kind == "str_decimal" and (pa.types.is_decimal(t) or pa.types.is_integer(t)):
+    if kind == "str_decimal" and pa.types.is_decimal(t):
+        return _plain_decimal_text(arr)
+    if kind == "str_decimal" and pa.types.is_integer(t):
         return arr.cast(pa.string())
     return arr
+
+
+def _plain_decimal_text(arr: pa.Array) -> pa.Array:
+    """Decimals as plain-notation text with exactly ``scale`` fraction digits (``-12.50``,
+    ``0.000000000000000001``), as docs/format.md and the JVM source store them. Arrow's cast is
+    plain except below 1e-6 (``1E-18``); those few values are rewritten."""
+    text = arr.cast(pa.string())
+    exponent = pc.match_substring(text, "E")
+    if pc.any(exponent).as_py():
+        rows = text.to_pylist()
+        for i in np.flatnonzero(exponent.fill_null(False).to_numpy(zero_copy_only=False)):
+            rows[i] = format(Decimal(rows[i]), "f")  # keeps the exponent's digits: the scale
+        text = pa.array(rows, pa.string())
+    return text
 
 
 def _cast(arr: pa.Array, target: pa.DataType, column: str) -> pa.Array:

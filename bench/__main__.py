@@ -107,7 +107,8 @@ def markdown(out_dir: Path) -> str:
                   "|---|" + "---|" * len(spark["results"])]
         names = [("mds_jvm", "`format(\"mds\")`, JVM"), ("mds_fallback", "`format(\"mds\")`, Python fallback"),
                  ("parquet", "Parquet"), ("dataframe_to_mds", "`dataframe_to_mds` (mosaicml-streaming)"),
-                 ("python_source_floor", "floor of any Python data source")]
+                 ("python_source_floor", "floor of any Python data source (reads its input, writes nothing)"),
+                 ("spark_floor", "floor of any writer (Spark's `noop` sink)")]
         for key, label in names:
             cells = []
             for r in spark["results"].values():

@@ -1,7 +1,7 @@
 """Training side: mds_loader vs mosaicml-streaming 0.13.0 on the same files, the same loops.
 
     python -m bench loader [--rows 200000] [--batch-size 256] [--epochs 2] [--repeat 2]
-                           [--variants standard,wide,image] [--no-reference]
+                           [--variants standard,wide,image] [--no-reference] [--update]
 
 Datasets, written once with ``write_table`` (zstd, 64 MiB shards):
 
@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REF_PYTHON, RESULTS, WORK, machine, write_result
+from bench.common import REF_PYTHON, RESULTS, WORK, machine, read_result, write_result
 from bench.data import ENCODINGS, MAKERS, variant_rows
 
 VARIANTS = ("standard", "fixed", "wide", "image")
@@ -215,6 +215,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=2, help="interleaved rounds (best epoch counts)")
     p.add_argument("--variants", type=lambda s: [v for v in s.split(",") if v], default=list(VARIANTS))
     p.add_argument("--no-reference", action="store_true", help="only measure mds_loader")
+    p.add_argument("--update", action="store_true",
+                   help="replace only the measured variants in the existing results (e.g. --variants image --update)")
 
 
 def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, Any]:
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
                 "raw_bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
                 "compressed_bytes": sum((s["zip_data"] or s["raw_data"])["bytes"] for s in index["shards"]),
                 "column_encodings": dict(zip(index["shards"][0]["column_names"], index["shards"][0]["column_encodings"])),
-                "physical_limit": limit, "cases": cases_out,
+                "physical_limit": limit, "cases": cases_out, "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
             shutil.rmtree(path, ignore_errors=True)
     finally:
@@ -295,6 +297,10 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
             worker = o["peak_rss_per_worker"]
             memory = f"  rss main {o['peak_rss_main'] / 2**20:,.0f} MiB" + (f", worker {worker / 2**20:,.0f} MiB" if worker else "")
             print(f"    {label:42s} {o['samples_per_s']:11,.0f}/s{ref}  {o['of_physical_limit']:5.0%} of limit{e1}{memory}")
+    if args.update:
+        previous = read_result(out_dir, "loader")
+        if previous is not None and previous.get("batch_size") == args.batch_size:
+            report["variants"] = {**previous["variants"], **report["variants"]}
     write_result(out_dir, "loader", report)
     return report
 

@@ -24,7 +24,9 @@ the best time counts, medians are reported too):
   per row + ``merge_index``), in its own ``local[2]`` session of a throwaway virtualenv
   (bench/work/venv-dtm: pyspark 4.1.4 + pandas + pyarrow, mosaicml-streaming from .venv-ref);
 * ``python_source_floor``: a Python Data Source Arrow writer that only reads its input: what any
-  Python source pays (planning, the JVM-to-Arrow transfer, the commit), the fallback's floor.
+  Python source pays (planning, the JVM-to-Arrow transfer, the commit), the fallback's floor;
+* ``spark_floor``: Spark's ``noop`` sink: producing the rows from the cached DataFrame, what any
+  writer pays before it writes a byte (the JVM source's floor, and dataframe_to_mds's).
 
 Scans (Spark, ``noop`` sink, so every row is produced): the JVM ``mds`` copy vs the Parquet copy,
 all columns and pruned to two small columns.
@@ -110,6 +112,7 @@ if side == "ours":
     ops["mds_fallback"] = lambda df, p: df.write.format("mds_fallback").mode("overwrite").option("compression", "zstd").save(p)
     ops["parquet"] = lambda df, p: df.write.mode("overwrite").option("compression", "zstd").parquet(p)
     ops["python_source_floor"] = lambda df, p: df.write.format("null_arrow_sink").mode("append").save(p)
+    ops["spark_floor"] = lambda df, p: noop(df)
     # The same writes without compression: what is left once zstd (shared by every writer) is gone.
     ops["mds_jvm (no compression)"] = lambda df, p: df.write.format("mds").mode("overwrite").option("compression", "none").save(p)
     ops["mds_fallback (no compression)"] = lambda df, p: df.write.format("mds_fallback").mode("overwrite").option("compression", "none").save(p)
@@ -180,7 +183,7 @@ for line in sys.stdin:  # "<variant>\t<op>": one timed run, so that the two proc
 summary = {}
 for variant in sizes:
     for name, d in dirs[variant].items():
-        if name == "python_source_floor":
+        if name in ("python_source_floor", "spark_floor"):
             continue
         info = {"stored_bytes": size_of(d)}
         index = os.path.join(d, "index.json")
@@ -303,6 +306,8 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
         ratio("dataframe_to_mds / mds_fallback", "dataframe_to_mds", "mds_fallback")
         ratio("mds_jvm / parquet (write time)", "mds_jvm", "parquet")
         ratio("mds_fallback / python_source_floor", "mds_fallback", "python_source_floor")
+        ratio("mds_jvm / spark_floor", "mds_jvm", "spark_floor")
+        ratio("dataframe_to_mds / spark_floor", "dataframe_to_mds", "spark_floor")
         ratio("scan_mds / scan_parquet", "scan_mds", "scan_parquet")
         ratio("scan_mds_pruned / scan_parquet_pruned", "scan_mds_pruned", "scan_parquet_pruned")
         ratio("no compression: dataframe_to_mds / mds_jvm", "dataframe_to_mds (no compression)", "mds_jvm (no compression)")
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
     print(f"Spark write/scan, {args.master}, {args.partitions} partitions, zstd, best of {args.repeat} interleaved rounds")
     for variant, r in results.items():
         print(f"  {variant} ({r['rows']:,} rows)")
-        for name in ("mds_jvm", "mds_fallback", "dataframe_to_mds", "parquet", "python_source_floor",
+        for name in ("mds_jvm", "mds_fallback", "dataframe_to_mds", "parquet", "python_source_floor", "spark_floor",
                      "mds_jvm (no compression)", "mds_fallback (no compression)", "dataframe_to_mds (no compression)",
                      "parquet (no compression)", "scan_mds", "scan_parquet", "scan_mds_pruned", "scan_parquet_pruned"):
             if name in r:

@@ -17,6 +17,8 @@ there:
 from __future__ import annotations
 
 import os
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -50,8 +52,10 @@ from .stream import Stream
 __all__ = ["StreamingDataset"]
 
 # Samples decoded per call in batch iteration: large enough to amortize per-call costs, small
-# enough to stay in cache-friendly memory (a few MB for typical rows).
+# enough to stay in cache-friendly memory (a few MB for typical rows). Large rows (images) are
+# chunked by bytes instead: a DataLoader worker pickles whole chunks to the main process.
 _CHUNK_SAMPLES = 8192
+_CHUNK_BYTES = 32 << 20
 
 _UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
 
@@ -125,6 +129,28 @@ def _detect_world() -> World:
     if num_ranks % ranks_per_node:
         raise MDSConfigError(f"WORLD_SIZE={num_ranks} is not a multiple of LOCAL_WORLD_SIZE={ranks_per_node}")
     return World.from_rank(num_ranks // ranks_per_node, ranks_per_node, rank)
+
+
+_watched_pid = 0  # the DataLoader worker process whose parent is watched
+
+
+def _exit_with_parent() -> None:
+    """Makes this DataLoader worker exit as soon as the training process dies (SIGKILL, OOM
+    killer). torch's worker notices too, but then waits at exit for its result queue's feeder
+    thread, blocked writing a chunk into a pipe that nobody reads (the other workers hold its read
+    end): an orphan that never exits."""
+    global _watched_pid
+    if _watched_pid == os.getpid():
+        return
+    _watched_pid = os.getpid()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mds-parent-watch", daemon=True).start()
 
 
 class StreamingDataset(IterableDataset):
@@ -387,6 +413,7 @@ class StreamingDataset(IterableDataset):
             key, worker, workers = "main", 0, 1
         else:
             key, worker, workers = f"loader-{info.seed - info.id}", info.id, info.num_workers
+            _exit_with_parent()
         epoch, sample_in_epoch, resolved = self._run.begin(key, worker, self._decide)
         work = self._epoch_work(epoch, sample_in_epoch, resolved, workers)
         world = self._parallel_rank_world.with_workers(workers, worker)
@@ -550,7 +577,7 @@ class StreamingDataset(IterableDataset):
             batch_size: samples per batch (default: the dataset's ``batch_size``). A worker's last
                 batch may be smaller, as in a DataLoader.
 
-        Several batches are decoded at once (about 8192 samples) and handed out as zero-copy
+        Several batches are decoded at once (about 8192 samples or 32 MiB) and handed out as zero-copy
         slices, so the per-call costs of decoding are paid once per chunk.
         """
         if batch_format not in BATCH_FORMATS:
@@ -576,14 +603,17 @@ class StreamingDataset(IterableDataset):
         return columns, natural
 
     def _iter_chunks(self, batch_format: str, size: int, columns: list[ReadColumn], natural: bool) -> Iterator[tuple[Any, int, int | None]]:
-        """This worker's samples of the epoch decoded about 8192 at a time (a multiple of `size`):
-        ``(whole, rows, first_null)``, with `whole` in `batch_format` (``"polars"``: Arrow) and
+        """This worker's samples of the epoch decoded in chunks of whole batches, growing from one
+        batch to about 8192 samples (fewer for rows over 4 KB): ``(whole, rows, first_null)``, with `whole` in `batch_format` (``"polars"``: Arrow) and
         `first_null` the first row that default_collate could not collate (or None)."""
-        chunk = size * max(1, _CHUNK_SAMPLES // size)
+        largest = size * max(1, min(_CHUNK_SAMPLES, _CHUNK_BYTES // self._raw_bytes_per_sample()) // size)
         ids = self._begin_iteration()
         shards, _ = self._locate(ids)
         try:
-            for start in range(0, len(ids), chunk):
+            # The first chunk is one batch (the first batch comes out at once, even when its
+            # samples span many small shards); chunks then double up to the largest.
+            start, chunk = 0, size
+            while start < len(ids):
                 self._prefetch_window(shards, start, extra=chunk)
                 batch, first_null = self._read_rows(ids[start : start + chunk], columns, natural)
                 if batch_format == "torch":
@@ -593,8 +623,15 @@ class StreamingDataset(IterableDataset):
                 else:
                     whole = batch
                 yield whole, batch.num_rows, first_null
+                start, chunk = start + chunk, min(largest, 2 * chunk)
         finally:
             self._cache.cancel_prefetch()
+
+    def _raw_bytes_per_sample(self) -> int:
+        """The dataset's average stored (uncompressed) bytes per sample, at least 1."""
+        shards = [sh for st in self.streams for sh in st.index.shards]
+        samples = sum(sh.samples for sh in shards)
+        return max(1, sum(sh.raw_data.bytes for sh in shards) // max(1, samples))
 
     def __repr__(self) -> str:
         return (f"StreamingDataset(streams={self.streams}, samples={self.num_samples}, epoch_size={self.epoch_size}, "

@@ -8,7 +8,8 @@ DataLoader workers (loader_jobs.py):
   resuming from the last state dict again completes the epoch exactly;
 * shard files are deleted from under the running job, while in use (the decompressed copies of a
   local compressed dataset; every file of a cached remote dataset): the epoch completes with the
-  same batches.
+  same batches;
+* several jobs at once on one host, sharing a cache directory or not, each get the exact epoch.
 
 A full disk during a download is covered by tests/remote/test_remote_faults.py::test_full_disk.
 """
@@ -185,3 +186,56 @@ def test_shard_files_deleted_while_in_use(dataset, epoch, tmp_path, kind):
     assert _batches(args["log"]) == epoch
     assert deleter.count > 10, deleter.count  # files were deleted while the epoch ran
     print({"deleted": deleter.count})
+
+
+def test_several_jobs_at_once_sharing_a_cache_or_not(dataset, epoch, tmp_path):
+    """Four training jobs (2 DataLoader workers each) on one host at once: two share one cache
+    directory of the dataset used as a remote (with a cache_limit of half of it, so they evict
+    each other's shards), one has a cache of its own, one reads the dataset directly. Each gets
+    exactly the uninterrupted epoch."""
+    size = sum(f.stat().st_size for f in dataset.iterdir() if f.name.startswith("shard."))
+    shared = str(tmp_path / "shared-cache")
+    jobs = {
+        "shared-1": dict(remote=str(dataset), local=shared, cache_limit=size // 2),
+        "shared-2": dict(remote=str(dataset), local=shared, cache_limit=size // 2),
+        "own-cache": dict(remote=str(dataset), local=str(tmp_path / "own-cache")),
+        "direct": dict(local=str(dataset)),
+    }
+    args = {name: _args(tmp_path, name, **kw) for name, kw in jobs.items()}
+    procs = {name: _spawn(a) for name, a in args.items()}
+    try:
+        results = {name: _finish(p) for name, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    for name, (code, res) in results.items():
+        assert code == 0, (name, res)
+        assert _batches(args[name]["log"]) == epoch, name
+
+
+def test_workers_exit_when_the_training_process_is_killed(dataset, tmp_path):
+    """SIGKILL to the training process alone (the OOM killer's way): its DataLoader workers exit
+    by themselves, instead of living on as orphans blocked on a pipe nobody reads."""
+    args = _args(tmp_path, "train", local=str(dataset), signal_after=3, slow=0.2)
+    proc = _spawn(args)
+    try:
+        wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 120, "the training job")
+        pids = [int(p) for p in Path(args["pids"]).read_text().split()]
+        assert len(pids) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+        def gone(pid: int) -> bool:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().split(")")[-1].split()[0] == "Z"  # a zombie has exited
+            except FileNotFoundError:
+                return True
+
+        wait_for(lambda: all(gone(p) for p in pids), 30, "the orphaned DataLoader workers to exit")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -38,6 +38,54 @@ def collatable(encoding: Encoding) -> bool:
     return encoding.kind == "ndarray" and encoding.dtype is not None
 
 
+class TextColumn:
+    """A ``str`` or ``bytes`` column of a decoded ``"torch"`` chunk, kept as Arrow keeps it: one
+    values buffer and int64 offsets. A slice is the batch's list of Python values. A DataLoader
+    worker sends it as two shared-memory tensors instead of pickling every value through a pipe
+    (for image-sized values that is three copies fewer)."""
+
+    __slots__ = ("data", "offsets", "type")
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, type_: pa.DataType) -> None:
+        self.data, self.offsets, self.type = data, offsets, type_
+
+    @classmethod
+    def from_arrow(cls, arr: pa.Array) -> TextColumn | list:
+        """The packed column, or (with nulls) the plain list of values."""
+        if arr.null_count:
+            return arr.to_pylist()
+        text = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        arr = arr.cast(pa.large_string() if text else pa.large_binary())
+        _, offsets, data = arr.buffers()
+        return cls(np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8),
+                   np.frombuffer(offsets, np.int64, len(arr) + 1, arr.offset * 8), arr.type)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, rows: slice) -> list:
+        start, stop, step = rows.indices(len(self))
+        if step != 1:
+            raise ValueError("a TextColumn slices contiguous rows only")
+        n = max(0, stop - start)
+        offsets = self.offsets[start : start + n + 1]
+        return pa.Array.from_buffers(self.type, n, [None, pa.py_buffer(offsets), pa.py_buffer(self.data)]).to_pylist()
+
+    def __reduce__(self) -> tuple:
+        import torch
+
+        # Allocated in shared memory and filled once; the other process maps it by handle.
+        data = torch.empty(0, dtype=torch.uint8)
+        if len(self.data):  # (shared memory of 0 bytes cannot be mapped)
+            data.set_(torch.UntypedStorage._new_shared(len(self.data)))
+            data.numpy()[:] = self.data
+        return _text_column, (data, torch.from_numpy(self.offsets.copy()), pa.types.is_large_string(self.type))
+
+
+def _text_column(data: Any, offsets: Any, text: bool) -> TextColumn:
+    return TextColumn(data.numpy(), offsets.numpy(), pa.large_string() if text else pa.large_binary())
+
+
 def slice_batch(whole: Any, batch_format: str, offset: int, size: int) -> Any:
     """Rows ``offset:offset + size`` of a decoded chunk (zero-copy except for lists of strings);
     a ``"polars"`` chunk is Arrow and becomes a polars DataFrame here."""
@@ -157,7 +205,8 @@ def _rows_as_arrays(arr: pa.Array) -> list[np.ndarray]:
 
 
 def to_torch(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, Any]:
-    """``default_collate`` of the batch's samples, built column by column.
+    """``default_collate`` of the batch's samples, built column by column (``str`` and ``bytes``
+    columns as :class:`TextColumn`: a slice of the result is the collated batch).
 
     `batch` holds the columns' *natural* types (what the reference decodes them to).
 
@@ -174,7 +223,7 @@ def to_torch(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, 
             arr = arr.combine_chunks()
         t = arr.type
         if c.encoding.name in ("str", "bytes"):
-            out[c.name] = arr.to_pylist()
+            out[c.name] = TextColumn.from_arrow(arr)  # slices (the batches) are lists
         elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
             found = _list_shape(arr)
             if found is None:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from mds_loader.batches import TextColumn
 
 
-def _roundtrip_in_child(queue, column: TextColumn) -> None:
+def _roundtrip_in_child(queue, received, column: TextColumn) -> None:
     queue.put(column)  # pickled by the queue's ForkingPickler, like a DataLoader worker's chunk
+    received.wait(60)  # a sender of shared tensors lives until they are received (as workers do)
 
 
 @settings(max_examples=60, deadline=None)
@@ -41,10 +42,12 @@ def test_text_column_with_nulls_stays_a_list():
 @pytest.mark.parametrize("values", [["ab", "", "é" * 3, "z" * 100_000], []])
 def test_text_column_travels_between_processes_in_shared_memory(values):
     ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_roundtrip_in_child, args=(queue, TextColumn.from_arrow(pa.array(values, pa.string()))))
+    queue, received = ctx.Queue(), ctx.Event()
+    column = TextColumn.from_arrow(pa.array(values, pa.string()))
+    proc = ctx.Process(target=_roundtrip_in_child, args=(queue, received, column))
     proc.start()
     got = queue.get(timeout=60)
+    received.set()
     proc.join(60)
     assert isinstance(got, TextColumn)
     assert got[0 : len(values)] == values

@@ -45,9 +45,15 @@ What PySpark's Python Data Source API cannot do, and what works instead:
   (``spark.read.schema("id BIGINT, text STRING").format("mds").load(path)``).
 * **Year-month intervals** cannot cross PySpark's Arrow transfer: write the number of months instead,
   and read such a column as ``INT`` with a user schema.
-* ``partitionBy`` is refused (by Spark, for Python sources; the JVM source refuses it too). Paths are
-  local directories (a mount that the driver and executors share) for now: remote stores plug in
-  at :func:`spark_mds.fallback.storage.open_store`.
+* ``partitionBy`` is refused (by Spark, for Python sources; the JVM source refuses it too).
+* **Paths**: a local directory (a mount that the driver and executors share, e.g. ``/Volumes/...``),
+  or a URL that fsspec opens (``s3://``, ``gs://``, ``abfs://``, ...; its package, e.g. s3fs,
+  installed on the driver and executors), chosen by :func:`spark_mds.fallback.storage.open_store`.
+  Credentials and endpoints are fsspec storage options, given as ``storage.<name>`` options
+  (``.option("storage.endpoint_url", "https://...")``; dots nest) or as a JSON object in
+  ``storage_options``. Hadoop-only paths (``dbfs:/``, ``hdfs://`` without its Python libraries) fail
+  saying what to use instead. Concurrent write jobs to one *remote* path are not protected against
+  lost updates (object stores have no compare-and-swap through fsspec): serialize them.
 * ``encoding.<column>`` option keys reach Python lower-cased; the column is matched ignoring case.
 """
 
@@ -85,7 +91,7 @@ class MdsDataSource(DataSource):
 
     def schema(self) -> StructType:
         """The dataset's schema: ``spark_mds`` of its index, else inferred from the encodings."""
-        return infer_schema(dataset_path(self.options))
+        return infer_schema(dataset_path(self.options), dict(self.options))
 
     def reader(self, schema: StructType) -> DataSourceReader:
         return MdsReader(dataset_path(self.options), schema, dict(self.options), self.parallelism or default_parallelism())

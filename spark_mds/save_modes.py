@@ -13,6 +13,7 @@ The check and the append are two steps: a concurrent writer may create the datas
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 __all__ = ["write", "SAVE_MODES", "DatasetExistsError"]
@@ -36,10 +37,20 @@ def _condition(exc: BaseException) -> str:
         return ""
 
 
-def _exists(spark: Any, format: str, path: str) -> bool:
+def _option_text(value: Any) -> str:
+    """An option value as Spark passes it: a string (a dict or list, e.g. ``storage_options``, as JSON)."""
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _storage_options(options: dict[str, str]) -> dict[str, str]:
+    """The options that a read of the same path needs: the storage options of a remote path."""
+    return {k: v for k, v in options.items() if k.lower() == "storage_options" or k.lower().startswith("storage.")}
+
+
+def _exists(spark: Any, format: str, path: str, options: dict[str, str]) -> bool:
     """Whether ``path`` holds an MDS dataset, as the data source sees it."""
     try:
-        spark.read.format(format).load(path).schema  # noqa: B018 - planning asks the source for the schema
+        spark.read.format(format).options(**_storage_options(options)).load(path).schema  # noqa: B018 - planning asks the source
     except Exception as exc:
         text = str(exc)
         if "index.json is missing" in text:  # the fallback's FileNotFoundError
@@ -60,7 +71,9 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
         format: the data source name (``"mds"``; another name when the Python fallback was registered
             under one, e.g. ``"mds_py"``).
         options: writer options (``compression="zstd"``, ``size_limit="64mb"``, ``hashes="sha1"``,
-            ``nulls="mask"``, and ``encoding.<column>`` given as ``**{"encoding.img": "jpeg"}``).
+            ``nulls="mask"``, and ``encoding.<column>`` given as ``**{"encoding.img": "jpeg"}``); for
+            a remote path of the Python fallback, ``storage_options={...}`` (a dict, passed as JSON)
+            or ``**{"storage.endpoint_url": "..."}``, also used by the existence check.
 
     Raises:
         DatasetExistsError: ``errorifexists`` and a dataset exists at ``path`` (the fallback; the JVM
@@ -71,7 +84,8 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
     if key not in SAVE_MODES:
         raise ValueError(f"unknown save mode {mode!r}; use one of errorifexists, ignore, append, overwrite")
     mode = SAVE_MODES[key]
-    writer = df.write.format(format).options(**{k: str(v) for k, v in options.items()})
+    texts = {k: _option_text(v) for k, v in options.items()}
+    writer = df.write.format(format).options(**texts)
     if mode in ("append", "overwrite"):
         writer.mode(mode).save(path)
         return
@@ -81,7 +95,7 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
     except Exception as exc:
         if "UNSUPPORTED_DATA_SOURCE_SAVE_MODE" not in _condition(exc) + str(exc):
             raise
-    if _exists(df.sparkSession, format, path):
+    if _exists(df.sparkSession, format, path, texts):
         if mode == "errorifexists":
             raise DatasetExistsError(
                 f"an MDS dataset already exists at {path} (it has an index.json); use mode('append') to add to it, "

@@ -2,7 +2,7 @@
 
 * :mod:`.options`: option parsing and validation, as the JVM source's ``MdsOptions``;
 * :mod:`.layout`: Spark schema <-> MDS columns and encodings, append rules;
-* :mod:`.storage`: the dataset directory (local now; remote stores plug in here);
+* :mod:`.storage`: the dataset directory: local, or remote through fsspec (``s3://``, ...);
 * :mod:`.dataset`: reading ``index.json`` and shard files;
 * :mod:`.writer`: the Arrow writer, its commit messages and the driver-side commit protocol;
 * :mod:`.reader`: schema inference and the Arrow reader.

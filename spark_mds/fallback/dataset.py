@@ -1,23 +1,22 @@
 """Reading an MDS dataset's index and shard files through a :class:`~.storage.DatasetStore`
 (the parts of ``mds_loader.format.MDSDataset`` that Spark needs, without writing decompressed
-files into the dataset directory, which may be read-only or shared)."""
+files into the dataset directory, which may be read-only, shared or remote)."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 from mds_loader.errors import MDSChecksumError, MDSConfigError, MDSFormatError, MDSIndexError, MDSSchemaError
-from mds_loader.format import Index, ShardEntry, ShardReader, get_hash, parse_index
+from mds_loader.format import Index, ReadSchema, ShardEntry, ShardReader, get_hash, parse_index
 from mds_loader.format.index import INDEX_BASENAME
 from mds_loader.format.reader import first_sample_ndarray_infos
 from mds_loader.format.schema import NdarrayInfo
 
 from .storage import DatasetStore
 
-__all__ = ["IndexSnapshot", "read_index", "index_where", "check_same_columns", "ndarray_infos", "open_shard_file"]
+__all__ = ["IndexSnapshot", "read_index", "index_where", "check_same_columns", "ndarray_infos", "open_shard"]
 
 
 @dataclass(frozen=True)
@@ -70,9 +69,11 @@ def check_same_columns(index: Index) -> None:
             )
 
 
-def open_shard_file(store: DatasetStore, entry: ShardEntry, validate_hash: str | None, tmpdir: str) -> tuple[str, bool]:
-    """A local raw shard file to memory-map: the stored file itself when it is local and not
-    compressed, else its (decompressed) bytes written into ``tmpdir``. Returns ``(path, temporary)``.
+def open_shard(store: DatasetStore, entry: ShardEntry, validate_hash: str | None,
+               schema: ReadSchema | None = None) -> ShardReader:
+    """A reader of one shard of the dataset. A local, uncompressed stored file is memory-mapped
+    (unless ``validate_hash`` asks to hash it); otherwise the stored file's bytes are read through
+    the store (remote files always), checked and decompressed, and decoded from memory.
 
     Raises:
         FileNotFoundError: the stored file is missing.
@@ -80,22 +81,35 @@ def open_shard_file(store: DatasetStore, entry: ShardEntry, validate_hash: str |
         MDSChecksumError, MDSConfigError: ``validate_hash`` fails, or the index has no such hash.
     """
     stored = entry.zip_data or entry.raw_data
-    where = f"{store.location}/{stored.basename}"
     local = store.local_file(stored.basename)
-    data: bytes | None = None
     if entry.zip_data is None and local is not None and validate_hash is None:
-        try:
-            size = os.path.getsize(local)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"MDS shard {where} listed in index.json does not exist") from None
-        if size != stored.bytes:
-            raise MDSFormatError(f"MDS file {where} has {size} bytes, but its index entry says {stored.bytes}")
-        return local, False
+        _check_size(_local_size(local, store, stored.basename), store, stored.basename, stored.bytes)
+        return ShardReader(local, entry, schema=schema)
+    data = _raw_shard_bytes(store, entry, validate_hash)
+    return ShardReader.from_bytes(data, entry, source=f"{store.location}/{entry.raw_data.basename}", schema=schema)
+
+
+def _local_size(path: str, store: DatasetStore, name: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"MDS shard {store.location}/{name} listed in index.json does not exist") from None
+
+
+def _check_size(size: int, store: DatasetStore, name: str, expected: int) -> None:
+    if size != expected:
+        raise MDSFormatError(f"MDS file {store.location}/{name} has {size} bytes, but its index entry says {expected}")
+
+
+def _raw_shard_bytes(store: DatasetStore, entry: ShardEntry, validate_hash: str | None) -> bytes:
+    """The raw (decompressed) content of a shard, read through the store: the stored file's size
+    checked against the index, its hash validated if asked, then decompressed."""
+    stored = entry.zip_data or entry.raw_data
+    where = f"{store.location}/{stored.basename}"
     data = store.read_bytes(stored.basename)
     if data is None:
         raise FileNotFoundError(f"MDS shard {where} listed in index.json does not exist")
-    if len(data) != stored.bytes:
-        raise MDSFormatError(f"MDS file {where} has {len(data)} bytes, but its index entry says {stored.bytes}")
+    _check_size(len(data), store, stored.basename, stored.bytes)
     if validate_hash is not None:
         expected = stored.hashes.get(validate_hash)
         if expected is None:
@@ -108,15 +122,10 @@ def open_shard_file(store: DatasetStore, entry: ShardEntry, validate_hash: str |
         data = entry.codec.decompress(data, source=where)  # type: ignore[union-attr]
         if len(data) != entry.raw_data.bytes:
             raise MDSFormatError(f"{where}: decompresses to {len(data)} bytes, index.json says {entry.raw_data.bytes}; the file is corrupt")
-    elif local is not None:
-        return local, False
-    fd, path = tempfile.mkstemp(prefix="mds-shard-", suffix=".mds", dir=tmpdir)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path, True
+    return data
 
 
-def ndarray_infos(store: DatasetStore, index: Index, tmpdir: str) -> dict[str, NdarrayInfo]:
+def ndarray_infos(store: DatasetStore, index: Index) -> dict[str, NdarrayInfo]:
     """Dtype and depth of each dynamic ``ndarray`` column from the dataset's first sample; only
     needed (and only computed) for datasets without a logical schema (docs/format.md §4)."""
     if index.spark_mds is not None or not index.shards:
@@ -127,16 +136,8 @@ def ndarray_infos(store: DatasetStore, index: Index, tmpdir: str) -> dict[str, N
     k = next((k for k, s in enumerate(index.shards) if s.samples), None)
     if k is None:
         return {}
-    path, temporary = open_shard_file(store, index.shards[k], None, tmpdir)
-    try:
-        reader = ShardReader(path, index.shards[k])
-        try:
-            return first_sample_ndarray_infos(reader)
-        finally:
-            reader.close()
-    finally:
-        if temporary:
-            os.unlink(path)
+    with open_shard(store, index.shards[k], None) as reader:
+        return first_sample_ndarray_infos(reader)
 
 
 def index_where(store: DatasetStore) -> str:

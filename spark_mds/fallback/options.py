@@ -5,6 +5,8 @@ Write: ``compression`` (default ``zstd``), ``hashes`` (comma-separated), ``size_
 binary-suffixed size such as ``64mb``; default ``1 << 26``; ``0``/``none`` for no limit),
 ``encoding.<column>``, ``nulls`` (``mask``, the default, or ``error``).
 Read: ``max_partition_bytes`` (default 128 MiB), ``validate_hash``.
+Both, for a remote path (``s3://...``, any fsspec URL): fsspec storage options, as a JSON object in
+``storage_options`` and/or one ``storage.<name>`` option each (see :func:`parse_storage_options`).
 
 Differences, all because of what each side can run (docs/format.md §7): the fallback writes ``br``
 (Brotli) and the hashes ``blake2b``, ``blake2s``, ``xxh128``, ``xxh3_64`` and ``xxh3_128``, which
@@ -14,10 +16,12 @@ the JVM source refuses; Python data sources receive option keys lower-cased, so 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from mds_loader.errors import MDSConfigError
 from mds_loader.format import get_codec, is_hash
@@ -31,6 +35,7 @@ __all__ = [
     "parse_size",
     "dataset_path",
     "resolve_encodings",
+    "parse_storage_options",
 ]
 
 DEFAULT_COMPRESSION = "zstd"
@@ -40,6 +45,8 @@ DEFAULT_MAX_PARTITION_BYTES = 128 << 20
 _UNITS = (("kb", 1), ("mb", 2), ("gb", 3), ("tb", 4), ("pb", 5), ("eb", 6), ("zb", 7), ("yb", 8))
 _NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")
 _ENCODING_PREFIX = "encoding."
+_STORAGE_PREFIX = "storage."
+_STORAGE_JSON = "storage_options"
 
 
 def _get(options: Mapping[str, str], key: str) -> str | None:
@@ -126,6 +133,75 @@ def _parse_hashes(text: str | None) -> list[str]:
     return sorted(set(names))
 
 
+def _storage_json(text: str) -> dict[str, Any]:
+    """The JSON object of the ``storage_options`` option.
+
+    Raises:
+        MDSConfigError: not JSON, or not an object (the value is not shown: it may hold secrets).
+    """
+    example = 'e.g. {"endpoint_url": "https://...", "key": "...", "secret": "..."}'
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise MDSConfigError(f"option {_STORAGE_JSON} is not valid JSON ({exc.args[0]}); give a JSON object, {example}") from None
+    if not isinstance(value, dict):
+        raise MDSConfigError(f"option {_STORAGE_JSON} must be a JSON object of fsspec options, not a {type(value).__name__}; "
+                             f"{example}")
+    return value
+
+
+def _storage_value(text: str) -> Any:
+    """A ``storage.<name>`` value: ``true``/``false`` (any case) as booleans, anything else as
+    the string it is (Spark hands every option value over as a string)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def _set_nested(out: dict[str, Any], option: str, path: list[str], value: Any) -> None:
+    """Sets ``out[path[0]][path[1]]... = value``, creating the inner objects.
+
+    Raises:
+        MDSConfigError: an empty name part, or a part that already holds a value, not an object.
+    """
+    if any(not part for part in path):
+        raise MDSConfigError(f"option {option}: empty name; use storage.<name> or storage.<name>.<inner name>, "
+                             "e.g. storage.endpoint_url or storage.client_kwargs.region_name")
+    node = out
+    for depth, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise MDSConfigError(f"option {option}: {_STORAGE_PREFIX}{'.'.join(path[:depth + 1])} is already set to a "
+                                 "value, so it cannot also hold inner options; set one or the other")
+        node = child
+    node[path[-1]] = value
+
+
+def parse_storage_options(options: Mapping[str, str]) -> dict[str, Any]:
+    """The fsspec storage options of a remote path (credentials, endpoint, region, ...), passed to
+    the file system of ``s3://``, ``gs://``, ... URLs and ignored for local paths.
+
+    Two forms, which may be combined: ``storage_options``, a JSON object (any value type, names
+    keep their case), and one ``storage.<name>`` option per value, which wins over the JSON.
+    Dots nest: ``storage.client_kwargs.region_name`` sets ``{"client_kwargs": {"region_name": ...}}``.
+    A ``storage.<name>`` value is a string, except ``true``/``false`` (booleans); give numbers,
+    nulls, lists, or names that need capitals (Python data sources receive option names
+    lower-cased) in the JSON form.
+
+    Raises:
+        MDSConfigError: ``storage_options`` is not a JSON object, or a ``storage.<name>`` is empty or
+            clashes with another, naming the option (never its value).
+    """
+    text = _get(options, _STORAGE_JSON)
+    out = _storage_json(text) if text is not None and text.strip() else {}
+    for key in sorted(k for k in options if k.lower().startswith(_STORAGE_PREFIX)):
+        value = options[key]
+        if value is not None:
+            _set_nested(out, key, key[len(_STORAGE_PREFIX):].split("."), _storage_value(str(value)))
+    return out
+
+
 def dataset_path(options: Mapping[str, str]) -> str:
     """The dataset path of a read or write (``path``, or ``location``).
 
@@ -152,6 +228,8 @@ class WriteOptions:
         nulls: ``"mask"`` or ``"error"``.
         encodings: ``encoding.<column>`` overrides, keyed by the column as the option named it
             (lower-cased by Spark for Python sources).
+        storage_options: fsspec options of a remote path (:func:`parse_storage_options`); not shown in
+            the repr, as they may hold credentials.
     """
 
     compression: str | None = DEFAULT_COMPRESSION
@@ -159,6 +237,7 @@ class WriteOptions:
     size_limit: int | None = DEFAULT_SIZE_LIMIT
     nulls: str = "mask"
     encodings: dict[str, str] = field(default_factory=dict)
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> WriteOptions:
@@ -180,16 +259,19 @@ class WriteOptions:
             size_limit=DEFAULT_SIZE_LIMIT if size is None else parse_size(size),
             nulls=nulls,
             encodings=encodings,
+            storage_options=parse_storage_options(options),
         )
 
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """Validated read options: ``max_partition_bytes`` (target stored bytes per input partition)
-    and ``validate_hash`` (hash every stored shard file with this algorithm before decoding)."""
+    """Validated read options: ``max_partition_bytes`` (target stored bytes per input partition),
+    ``validate_hash`` (hash every stored shard file with this algorithm before decoding) and the
+    ``storage_options`` of a remote path (:func:`parse_storage_options`; not in the repr)."""
 
     max_partition_bytes: int = DEFAULT_MAX_PARTITION_BYTES
     validate_hash: str | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> ReadOptions:
@@ -208,7 +290,7 @@ class ReadOptions:
         vh = (_get(options, "validate_hash") or "").strip() or None
         if vh is not None and not is_hash(vh):
             raise MDSConfigError(f"option validate_hash: unknown hash '{vh}'; use e.g. sha1 or xxh64")
-        return cls(max_bytes, vh)
+        return cls(max_bytes, vh, parse_storage_options(options))
 
 
 def resolve_encodings(encodings: Mapping[str, str], columns: Sequence[str]) -> dict[str, str]:

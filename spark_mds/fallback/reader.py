@@ -10,8 +10,7 @@ subset of the columns prunes (``spark.read.schema("id BIGINT, text STRING").form
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +21,9 @@ from pyspark.sql.types import BinaryType, StructType
 from mds_loader.errors import MDSSchemaError
 from mds_loader.format import ReadColumn, ReadSchema, ShardEntry, ShardReader, parse_encoding
 
-from .dataset import check_same_columns, index_where, ndarray_infos, open_shard_file, read_index
+from .dataset import check_same_columns, index_where, ndarray_infos, open_shard, read_index
 from .layout import check_arrow_transferable, dataset_spark_schema, spark_arrow_type, type_sql
-from .options import ReadOptions
+from .options import ReadOptions, parse_storage_options
 from .storage import open_store
 
 __all__ = ["MdsInputPartition", "MdsReader", "infer_schema", "plan_partitions", "default_parallelism"]
@@ -34,20 +33,21 @@ _BATCH_BYTES = 16 << 20  # raw shard bytes decoded per Arrow batch
 _MAX_BATCH_ROWS = 65536
 
 
-def infer_schema(path: str) -> StructType:
-    """The Spark schema of the dataset at ``path`` (``spark_mds`` or inferred, docs/format.md §4).
+def infer_schema(path: str, options: Mapping[str, str] | None = None) -> StructType:
+    """The Spark schema of the dataset at ``path`` (``spark_mds`` or inferred, docs/format.md §4);
+    ``options`` are the read's (only its storage options are used here).
 
     Raises:
         FileNotFoundError: there is no ``index.json``.
         MDSSchemaError: the schema holds a type the fallback cannot return (year-month intervals).
+        MDSConfigError: invalid storage options, or a path that fsspec cannot open.
     """
-    store = open_store(path)
+    store = open_store(path, parse_storage_options(options or {}))
     snap = read_index(store)
     if snap.index is None:
         raise FileNotFoundError(f"no MDS dataset at {store.location}: index.json is missing")
     check_same_columns(snap.index)
-    with tempfile.TemporaryDirectory(prefix="mds-plan-") as tmp:
-        infos = ndarray_infos(store, snap.index, tmp)
+    infos = ndarray_infos(store, snap.index)
     schema = dataset_spark_schema(snap.index, infos, index_where(store))
     for f in schema.fields:
         check_arrow_transferable(f.name, f.dataType, reading=True)
@@ -112,13 +112,14 @@ class MdsReader(DataSourceReader):
 
     def __init__(self, path: str, schema: StructType, options: dict, parallelism: int) -> None:
         opts = ReadOptions.parse(options)
-        self.location = open_store(path).location
+        store = open_store(path, opts.storage_options)
+        self.store = store  # travels to the read tasks (a remote store as its URL and options)
+        self.location = store.location
         self.validate_hash = opts.validate_hash
         self.schema = schema
         for f in schema.fields:
             check_arrow_transferable(f.name, f.dataType, reading=True)
         self.target = pa.schema([pa.field(f.name, spark_arrow_type(f.dataType), f.nullable) for f in schema.fields])
-        store = open_store(path)
         snap = read_index(store)
         self.partitions_ = []  # a path without index.json (an empty catalog location) reads as empty
         self.read_schema = ReadSchema([], None)
@@ -129,8 +130,7 @@ class MdsReader(DataSourceReader):
         check_same_columns(index)
         if index.shards:
             first = index.shards[0]
-            with tempfile.TemporaryDirectory(prefix="mds-plan-") as tmp:
-                infos = ndarray_infos(store, index, tmp)
+            infos = ndarray_infos(store, index)
             dataset = ReadSchema.build(first.column_names, first.encodings, index.fields, index.null_mask, infos,
                                        index_where(store))  # fmt: skip
             sizes = dict(zip(first.column_names, first.column_sizes))
@@ -188,37 +188,34 @@ class MdsReader(DataSourceReader):
         """Decodes a group of shards, yielding batches of about 16 MiB of raw shard data."""
         if not isinstance(partition, MdsInputPartition):  # no shards: Spark still runs one empty task
             return
-        store = open_store(self.location)
-        with tempfile.TemporaryDirectory(prefix="mds-read-") as tmp:
-            for entry in partition.shards:
-                if entry.samples == 0:
-                    continue
-                try:
-                    path, temporary = open_shard_file(store, entry, self.validate_hash, tmp)
-                except FileNotFoundError as exc:
-                    raise FileNotFoundError(
-                        f"{exc}: the dataset at {self.location} changed since this query was planned (Spark plans a "
-                        "Python data source's DataFrame or temporary view once, when it is first used); load it "
-                        "again with spark.read.format(...).load(path) or re-create the view"
-                    ) from None
-                reader = ShardReader(path, entry, schema=self.read_schema)
-                try:
-                    per_row = max(1, entry.raw_data.bytes // max(1, entry.samples))
-                    step = max(1, min(_MAX_BATCH_ROWS, _BATCH_BYTES // per_row))
-                    for start in range(0, entry.samples, step):
-                        idx = np.arange(start, min(entry.samples, start + step))
-                        try:
-                            batch = reader.read_batch(idx, schema=self.read_schema)
-                        except MDSSchemaError as exc:  # values that the column's type cannot hold
-                            raise MDSSchemaError(
-                                f"{exc}. In Spark, read such a column as BINARY (its stored bytes) with a user schema: "
-                                "spark.read.schema('<column> BINARY, ...').format('mds').load(path)"
-                            ) from None
-                        yield self._conform(batch, len(idx))
-                finally:
-                    reader.close()
-                    if temporary:
-                        os.unlink(path)
+        for entry in partition.shards:
+            if entry.samples == 0:
+                continue
+            try:
+                reader = open_shard(self.store, entry, self.validate_hash, self.read_schema)
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(
+                    f"{exc}: the dataset at {self.location} changed since this query was planned (Spark plans a "
+                    "Python data source's DataFrame or temporary view once, when it is first used); load it "
+                    "again with spark.read.format(...).load(path) or re-create the view"
+                ) from None
+            with reader:
+                yield from self._read_shard(reader, entry)
+
+    def _read_shard(self, reader: ShardReader, entry: ShardEntry) -> Iterator[pa.RecordBatch]:
+        """The shard's rows in batches of about :data:`_BATCH_BYTES` raw bytes."""
+        per_row = max(1, entry.raw_data.bytes // max(1, entry.samples))
+        step = max(1, min(_MAX_BATCH_ROWS, _BATCH_BYTES // per_row))
+        for start in range(0, entry.samples, step):
+            idx = np.arange(start, min(entry.samples, start + step))
+            try:
+                batch = reader.read_batch(idx, schema=self.read_schema)
+            except MDSSchemaError as exc:  # values that the column's type cannot hold
+                raise MDSSchemaError(
+                    f"{exc}. In Spark, read such a column as BINARY (its stored bytes) with a user schema: "
+                    "spark.read.schema('<column> BINARY, ...').format('mds').load(path)"
+                ) from None
+            yield self._conform(batch, len(idx))
 
     def _conform(self, batch: pa.RecordBatch, n: int) -> pa.RecordBatch:
         if not self.target:  # no columns: a batch of n empty rows

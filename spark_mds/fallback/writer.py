@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -83,11 +82,11 @@ class WritePlan:
     """Everything a write task and the commit need, drawn once on the driver by :func:`plan_write`.
 
     Attributes:
-        location: the dataset directory.
+        location: the dataset directory (a local path, or a URL of a remote store).
         job_id: this job's id, in every file name it writes.
         overwrite: replace the dataset (else append, or create).
         layout: columns, encodings, null mask, logical schema.
-        options: compression, hashes, size limit.
+        options: compression, hashes, size limit, storage options of a remote location.
         start_digest: SHA-256 of ``index.json`` when the job started (None: there was none).
     """
 
@@ -99,7 +98,8 @@ class WritePlan:
     start_digest: str | None
 
     def store(self) -> DatasetStore:
-        return open_store(self.location)
+        """The dataset's store, opened anew in each process (driver, tasks, commit)."""
+        return open_store(self.location, self.options.storage_options)
 
     def table_writer(self, out: object, name_prefix: str, max_workers: int | None = None) -> TableWriter:
         """The shard writer of one task (or, with ``max_workers=0``, a dry run that validates)."""
@@ -137,14 +137,13 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
             naming the option, column or file.
     """
     opts = WriteOptions.parse(options)
-    store = open_store(path)
+    store = open_store(path, opts.storage_options)
     where = store.location
     snap = read_index(store)
     index = snap.index
     if index is not None and not overwrite and (index.shards or index.spark_mds is not None):
         check_same_columns(index)
-        with tempfile.TemporaryDirectory(prefix="mds-plan-") as tmp:
-            infos = ndarray_infos(store, index, tmp)
+        infos = ndarray_infos(store, index)
         old = dataset_spark_schema(index, infos, index_where(store))
         layout = append_write_layout(index, old, schema, opts, where)
     else:
@@ -164,8 +163,9 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
 
 
 class _RecordingOutput:
-    """The shard writer's output for one task: writes through the store and remembers the names,
-    so that a failing task can remove its own files (like the JVM's ``DataWriter.abort``)."""
+    """The shard writer's output for one task: writes each shard file from memory through the
+    store (a local file, or one upload to a remote store) and remembers the names, so that a
+    failing task can remove its own files (like the JVM's ``DataWriter.abort``)."""
 
     def __init__(self, store: DatasetStore) -> None:
         self.store = store

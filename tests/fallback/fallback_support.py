@@ -43,15 +43,19 @@ class SparkProcess:
         jar: put the spark-mds jar on the session's classpath.
         register_as: register the Python fallback under this name (None: do not register); the
             result of ``register_python_source`` is in :attr:`registered`.
+        cases: the module whose functions :meth:`call` runs (e.g. another test directory's).
+        pythonpath: more directories for the child's (and its Python workers') ``PYTHONPATH``,
+            e.g. the one that holds ``cases``.
     """
 
     def __init__(self, master: str = "local[2,2]", *, jar: bool = False, register_as: str | None = "mds",
-                 timeout: float = 300) -> None:  # fmt: skip
+                 timeout: float = 300, cases: str = "fallback_spark_cases", pythonpath: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.timeout = timeout
         self.log = tempfile.NamedTemporaryFile(prefix="mds-fallback-spark-", suffix=".log", delete=False)
-        config = {"master": master, "jar": jar, "register_as": register_as}
+        config = {"master": master, "jar": jar, "register_as": register_as, "cases": cases}
+        paths = [str(ROOT), str(HERE), *pythonpath, os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-               "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+               "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(paths)}  # fmt: skip
         self.proc = subprocess.Popen(
             [sys.executable, "-u", str(Path(__file__)), "serve", json.dumps(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, cwd=str(ROOT), env=env, text=True,
@@ -78,7 +82,7 @@ class SparkProcess:
             return ""
 
     def call(self, case: str, **kwargs: Any) -> Any:
-        """Runs ``fallback_spark_cases.<case>(spark, **kwargs)`` in the child; returns its result.
+        """Runs ``<cases>.<case>(spark, **kwargs)`` in the child; returns its result.
 
         Raises:
             AssertionError: the case raised (its traceback is the message).
@@ -128,7 +132,9 @@ def _serve(config: dict) -> None:
     registered = register_python_source(spark, config["register_as"]) if config["register_as"] else None
     proto.write(json.dumps({"ok": True, "registered": registered}) + "\n")
     proto.flush()
-    import fallback_spark_cases as cases
+    import importlib
+
+    cases = importlib.import_module(config.get("cases", "fallback_spark_cases"))
 
     for line in sys.stdin:
         request = json.loads(line)

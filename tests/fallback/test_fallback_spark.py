@@ -128,7 +128,7 @@ def test_write_errors(py, tmp_path):
     res = py.call("write_errors", out=str(tmp_path / "ds"))
     assert "cannot write year-month intervals" in res["ym"] and "extract(year from ym) * 12" in res["ym"]
     assert "needs a path" in res["no_path"]
-    assert "supports local paths only" in res["remote"]
+    assert "dbfs:/ paths are reached through Spark's Hadoop file systems" in res["remote"]
     assert "invalid option compression 'zip'" in res["compression"]
     assert "column 'n' has type VOID, which MDS cannot store" in res["void"]
     assert res["files"] == []

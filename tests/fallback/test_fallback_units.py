@@ -85,8 +85,9 @@ def test_paths():
     assert is_local_path("/tmp/x") and is_local_path("file:/tmp/x") and is_local_path("file:///tmp/x") and is_local_path("rel/x")
     assert not is_local_path("s3://b/x") and not is_local_path("dbfs:/x")
     assert open_store("file:/tmp/x").location == "/tmp/x" == open_store("file:///tmp/x").location
-    with pytest.raises(MDSConfigError, match="supports local paths only"):
-        open_store("s3a://bucket/ds")
+    assert open_store("s3a://bucket/ds").location == "s3a://bucket/ds"  # remote: through fsspec (tests/remote)
+    with pytest.raises(MDSConfigError, match="dbfs:/ paths are reached through Spark's Hadoop file systems"):
+        open_store("dbfs:/x")
 
 
 # ---------------------------------------------------------------------------- type mapping

@@ -157,8 +157,19 @@ def _logical_ndarray_info(t: LogicalType, enc: Encoding) -> NdarrayInfo | None:
     return NdarrayInfo(dtype, depth)
 
 
+def _check_shard_size(size: int, source: str) -> None:
+    """A shard holds at least its sample count and one offset (8 bytes).
+
+    Raises:
+        MDSFormatError: ``size`` is smaller, naming ``source``.
+    """
+    if size < 8:
+        raise MDSFormatError(f"{source}: {size} bytes is too short for a shard; the file is truncated")
+
+
 class ShardReader:
-    """Reads a raw (decompressed) MDS shard file through a memory map.
+    """Reads a raw (decompressed) MDS shard file through a memory map, or a shard held in memory
+    (:meth:`from_bytes`).
 
     Args:
         path: the raw shard file.
@@ -183,13 +194,41 @@ class ShardReader:
         allow_unsafe_types: bool = False,
     ) -> None:
         self.path = os.fspath(path)
-        self.allow_unsafe_types = allow_unsafe_types
-        size = os.path.getsize(self.path)
-        if size < 8:
-            raise MDSFormatError(f"{self.path}: {size} bytes is too short for a shard; the file is truncated")
+        _check_shard_size(os.path.getsize(self.path), self.path)
         with open(self.path, "rb") as f:
-            self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        self._buf = np.frombuffer(self._mmap, np.uint8)
+            self._mmap: mmap.mmap | None = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._setup(np.frombuffer(self._mmap, np.uint8), entry, schema, allow_unsafe_types)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes | bytearray | memoryview,
+        entry: ShardEntry | None = None,
+        *,
+        source: str,
+        schema: ReadSchema | None = None,
+        allow_unsafe_types: bool = False,
+    ) -> ShardReader:
+        """A reader of a raw shard's content held in memory (e.g. downloaded from an object store,
+        or decompressed), without a local file. ``source`` names the shard in messages (it is the
+        reader's :attr:`path`); the other arguments are those of the constructor.
+
+        Raises:
+            MDSFormatError: ``data`` is not a valid shard, naming ``source``.
+        """
+        reader = cls.__new__(cls)
+        reader.path = source
+        view = memoryview(data).cast("B")
+        _check_shard_size(view.nbytes, source)
+        reader._mmap = None
+        reader._setup(np.frombuffer(view, np.uint8), entry, schema, allow_unsafe_types)
+        return reader
+
+    def _setup(self, buf: np.ndarray, entry: ShardEntry | None, schema: ReadSchema | None,
+               allow_unsafe_types: bool) -> None:
+        """Parses the header of the shard in ``buf`` and sets up the columns (``self.path`` is set)."""
+        self.allow_unsafe_types = allow_unsafe_types
+        self._buf = buf
         self._offsets = parse_shard_header(self._buf, self.path, entry.samples if entry else None)
         if entry is None:
             names, encodings, sizes = self._embedded_columns()
@@ -225,8 +264,10 @@ class ShardReader:
         return self._schema
 
     def close(self) -> None:
-        """Unmaps the file. The reader must not be used afterwards."""
+        """Unmaps the file (or drops the in-memory shard). The reader must not be used afterwards."""
         self._buf = np.zeros(0, np.uint8)
+        if self._mmap is None:
+            return
         try:
             self._mmap.close()
         except BufferError:  # a buffer is still exported; the map is released with it

@@ -143,6 +143,17 @@ def markdown(out_dir: Path) -> str:
             lines.append(f"| {variant} | physical limit, 1 process: read raw shards / read + decompress | "
                          f"{lim['steady']['samples_per_s']:,.0f} / {lim['epoch1']['samples_per_s']:,.0f} | | | | |")
         lines.append("")
+    remote = read_result(out_dir, "remote")
+    if remote:
+        lines += [f"Training epoch from a local S3 server ({remote['server']}) vs local disk: {remote['rows']:,} rows, "
+                  f"{remote['shards']} shards, {remote['workers']} DataLoader workers, best of {remote['repeats']}:", "",
+                  "| source | first epoch (cold cache), samples/s | vs local | second epoch (warm cache) | vs local |",
+                  "|---|---|---|---|---|"]
+        for source, e in remote["epochs"].items():
+            cold, warm = e["first (cold cache)"], e["second (warm cache)"]
+            lines.append(f"| {source} | {cold['samples_per_s']:,.0f} | {cold['vs_local']:.2f}x | "
+                         f"{warm['samples_per_s']:,.0f} | {warm['vs_local']:.2f}x |")
+        lines.append("")
     startup = read_result(out_dir, "startup")
     if startup:
         lines += [f"Time to first batch, {startup['shards']:,} shards:", "", "| DataLoader | mds_loader | mosaicml-streaming |", "|---|---|---|"]

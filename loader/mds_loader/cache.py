@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import tempfile
 import threading
 import time
 import warnings
@@ -242,7 +243,7 @@ class ShardCache:
             return raw_path
         stream = self._stream(g)
         if stream.is_local:
-            return self._decompress(g, raw_path)
+            return self._decompress_local(g, raw_path)
         lock_path = self._lock_path(g)
         lock = FileLock(lock_path)
         # Another process's download takes at most download_retry attempts of download_timeout.
@@ -339,6 +340,28 @@ class ShardCache:
                                    f"{hashes[name]}, the downloaded file has {actual}. The download was discarded, "
                                    f"not cached; the remote file is corrupt or was replaced after index.json was "
                                    f"written: rewrite the dataset")
+
+    def _decompress_local(self, g: int, raw_path: str) -> str:
+        """Decompresses a local stream's shard once for all processes (DataLoader workers, ranks):
+        under the shard's lock, which the others wait for instead of decompressing it too."""
+        raw = self.shards[g].entry.raw_data
+        if self.shards[g].entry.zip_data is None:
+            return self._decompress(g, raw_path)  # raises: the raw file is missing or wrong
+        # The lock lives in the temp directory: a local dataset gets no bookkeeping files.
+        local_dir = os.path.realpath(self._stream(g).local_dir)
+        lock_path = os.path.join(tempfile.gettempdir(), "mds-loader", "locks",
+                                 hashlib.blake2s(local_dir.encode(), digest_size=8).hexdigest(), self._lock_names[g])
+        try:
+            held = _lock_unless(FileLock(lock_path), lambda: _has(raw_path, raw.bytes))
+        except OSError:  # no usable temp directory: every process decompresses for itself
+            return self._decompress(g, raw_path)
+        try:
+            if held:
+                self._decompress(g, raw_path)
+        finally:
+            for h in reversed(held):
+                h.release()
+        return raw_path
 
     def _decompress(self, g: int, raw_path: str, *, verify: bool = True, remove_zip: bool = False) -> str:
         """Writes the raw file from the compressed one (atomically). A local stream's

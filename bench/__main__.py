@@ -114,7 +114,8 @@ def markdown(out_dir: Path) -> str:
             for r in spark["results"].values():
                 x = r.get(key)
                 cells.append(f"{x['seconds']:.2f} ({x['rows_per_s']:,.0f})" if x else "")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            if any(cells):  # (results of an older run may lack a writer)
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         for key, label in (("dataframe_to_mds / mds_jvm", "JVM vs `dataframe_to_mds`"),
                            ("dataframe_to_mds / mds_fallback", "fallback vs `dataframe_to_mds`"),
                            ("mds_jvm / parquet (write time)", "JVM time / Parquet time")):

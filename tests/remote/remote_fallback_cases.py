@@ -16,6 +16,7 @@ from pyspark.sql.types import (
     StructType,
 )  # fmt: skip
 
+from fallback_spark_cases import _error  # (tests/fallback is on the child's path)
 from spark_mds.fallback.options import dataset_path
 from spark_mds.fallback.writer import MdsArrowWriter, job_prefix, plan_write
 from spark_mds.python_source import MdsDataSource
@@ -56,14 +57,6 @@ def _check_equal(actual, expected) -> None:
 
     assert actual.schema == expected.schema, f"\nactual:   {actual.schema}\nexpected: {expected.schema}"
     assertDataFrameEqual(actual, expected)
-
-
-def _error(fn) -> str:
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - the message is what the tests check
-        return f"{type(exc).__name__}: {exc}"
-    raise AssertionError("no error raised")
 
 
 def roundtrip(spark, url: str, options: dict) -> dict:

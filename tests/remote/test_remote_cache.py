@@ -18,16 +18,10 @@ import pytest
 import mds_loader.stream as stream_module
 from mds_loader import Stream, StreamingDataLoader, StreamingDataset, write_table
 from remote_data import HASHES, SIZE_LIMIT, dataset_bytes, fingerprint, make_table, run_epochs, tree
-from s3server import get_server
 from support import ROOT
 
 ROWS = 5000
 KWARGS = dict(batch_size=25, shuffle=True, shuffle_seed=11, shuffle_block_size=600)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture(scope="module")

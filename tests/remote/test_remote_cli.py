@@ -12,14 +12,9 @@ import pytest
 
 from mds_loader import write_table
 from remote_data import HASHES, SIZE_LIMIT, make_table
-from s3server import KEY, REGION, SECRET, get_server
+from s3server import KEY, REGION, SECRET
 
 MDS = str(Path(sys.executable).with_name("mds"))
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture(scope="module")

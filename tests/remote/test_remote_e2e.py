@@ -15,15 +15,9 @@ import pytest
 
 from mds_loader import MDSWriter, StreamingDataLoader, StreamingDataset, write_table
 from remote_data import HASHES, SIZE_LIMIT, dataset_bytes, make_table, run_epochs, tree
-from s3server import get_server
 
 ROWS = 4000
 BATCH = 32
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from s3server import KEY, REGION, SECRET, get_server
+from s3server import KEY, REGION, SECRET
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "fallback"))
@@ -23,11 +23,6 @@ from fallback_support import SparkProcess  # noqa: E402
 from remote_fallback_cases import row  # noqa: E402
 
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture(scope="module")

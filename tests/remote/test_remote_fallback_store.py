@@ -14,7 +14,6 @@ from pyspark.sql.types import ArrayType, IntegerType, LongType, StringType, Stru
 
 from mds_loader.errors import MDSChecksumError, MDSConfigError, MDSFormatError, MDSPathError
 from mds_loader.format import ShardReader, parse_index, write_table
-from s3server import get_server
 from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import spark_arrow_schema
 from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_storage_options
@@ -24,11 +23,6 @@ from spark_mds.fallback.writer import ConcurrentWriteError, MdsArrowWriter, plan
 
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("text", StringType()),
                      StructField("tokens", ArrayType(IntegerType(), False))])  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture

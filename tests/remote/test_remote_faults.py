@@ -14,14 +14,9 @@ import pytest
 import mds_loader.storage as storage
 from mds_loader import MDSChecksumError, MDSFormatError, StreamingDataLoader, StreamingDataset, write_table
 from remote_data import HASHES, SIZE_LIMIT, FlakyFileSystem, full_disk_open, make_table, run_epochs
-from s3server import Proxy, SilentServer, get_server, storage_options
+from s3server import Proxy, SilentServer, storage_options
 
 ROWS = 1500
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,9 @@ import pytest
 from mds_loader import Stream, StreamingDataLoader, StreamingDataset, write_table
 from mds_loader.stream import default_cache_dir
 from remote_data import HASHES, SIZE_LIMIT, make_table, run_epochs, tree
-from s3server import get_server
 
 ROWS = 1000
 KWARGS = dict(batch_size=20, shuffle=True, shuffle_seed=3, shuffle_block_size=1000)
-
-
-@pytest.fixture(scope="module")
-def s3():
-    return get_server()
 
 
 @pytest.fixture(scope="module")

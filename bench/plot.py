@@ -34,6 +34,13 @@ def _machine(result: dict[str, Any]) -> str:
     return f"{m.get('cpus', '?')} cores, {m.get('memory_gib', '?')} GiB"
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_write(spark: dict[str, Any], out: Path) -> Path:
     plt = _setup()
     variants = list(spark["results"])
@@ -57,11 +64,7 @@ def plot_write(spark: dict[str, Any], out: Path) -> Path:
         ax.set_xlabel("write time, s (lower is better)")
     fig.suptitle(f"Spark DataFrame -> files, zstd, {spark['master']}, {spark['partitions']} partitions "
                  f"(best of {spark['repeat']}; {_machine(spark)})", fontsize=10)
-    fig.tight_layout()
-    path = out / "bench-write.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "bench-write.png")
 
 
 def plot_scan(spark: dict[str, Any], out: Path) -> Path:
@@ -81,11 +84,7 @@ def plot_scan(spark: dict[str, Any], out: Path) -> Path:
     ax.set_ylabel("scan time, s (lower is better)")
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(f"Spark scan (noop sink), {spark['master']} (best of {spark['repeat']}; {_machine(spark)})", fontsize=10)
-    fig.tight_layout()
-    path = out / "bench-scan.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "bench-scan.png")
 
 
 def plot_loader(loader: dict[str, Any], out: Path) -> Path:
@@ -117,11 +116,7 @@ def plot_loader(loader: dict[str, Any], out: Path) -> Path:
             ax.set_ylabel("samples/s, steady-state epoch (log)")
             ax.legend(fontsize=7, frameon=False, loc="lower left")
     fig.suptitle(f"Training loop throughput, shuffled, batch {loader['batch_size']} ({_machine(loader)})", fontsize=10)
-    fig.tight_layout()
-    path = out / "bench-loader.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "bench-loader.png")
 
 
 def plot_startup(startup: dict[str, Any], out: Path) -> Path:
@@ -140,11 +135,7 @@ def plot_startup(startup: dict[str, Any], out: Path) -> Path:
     ax.set_ylabel("seconds (lower is better)")
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(f"Time to first batch, {startup['shards']:,} shards ({_machine(startup)})", fontsize=10)
-    fig.tight_layout()
-    path = out / "bench-startup.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "bench-startup.png")
 
 
 def plot_all(results: Path = RESULTS, images: Path = IMAGES) -> list[Path]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import struct
@@ -597,15 +596,3 @@ def make_case(name: str, root: Path, bases: dict[str, Path]) -> Path:
 
 def make_bases(root: Path) -> dict[str, Path]:
     return {c or "raw": write_base(root / f"base-{c or 'raw'}", c) for c in (None, "zstd", "gz")}
-
-
-def listing(path: Path) -> dict[str, str]:
-    """Every file under ``path`` (relative name -> sha256), to show that reading changed nothing
-    outside the reader's own decompressed copies."""
-    out = {}
-    for root, _, names in os.walk(path):
-        for n in names:
-            p = os.path.join(root, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, path)] = hashlib.sha256(f.read()).hexdigest()
-    return out

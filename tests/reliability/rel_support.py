@@ -83,3 +83,13 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> An
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGKILL to the process group of `proc` (started with ``start_new_session=True``: the
+    process and its children, e.g. DataLoader workers or Spark's), then reaps `proc`."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout)

@@ -178,8 +178,6 @@ def _error(fn) -> str | None:
 def job_task_failures(args: dict) -> None:
     """For each implementation: (1) a task whose first attempt fails after writing shards, then
     (2) a job whose task fails every attempt, in append and overwrite mode."""
-    from pyspark import TaskContext
-    from pyspark.sql import functions as F
 
     from rel_support import stored, tree
 

@@ -13,10 +13,8 @@ MemoryError. The cases are in hostile.py.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from rel_support import CHILD_ENV, HERE, ROOT, referenced, stored, wait_for  # noqa: I001
+from rel_support import CHILD_ENV, HERE, ROOT, kill_group, referenced, stored, wait_for  # noqa: I001
 
 from mds_loader.format.index import publish_index_if_unchanged
 
@@ -172,11 +172,7 @@ def test_two_drivers_append_to_one_dataset(tmp_path):
             results.setdefault(name, []).extend([_result(drivers[0], name), _result(drivers[1], name)])
     finally:
         for d in drivers:
-            try:
-                os.killpg(d.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            d.wait(60)
+            kill_group(d)
 
     for (name, fmt1, fmt2, forced), r1, r2 in zip(ROUNDS, plans[0], plans[1]):
         path = tmp_path / name

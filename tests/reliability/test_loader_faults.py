@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rel_support import CHILD_ENV, HERE, ROOT, wait_for  # noqa: I001
+from rel_support import CHILD_ENV, HERE, ROOT, kill_group, wait_for  # noqa: I001
 
 from mds_loader import write_table
 
@@ -106,8 +106,7 @@ def test_process_killed_with_sigkill_and_resumed(dataset, epoch, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers
         proc.wait(30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert proc.returncode == -signal.SIGKILL
     print(_resume_and_check(tmp_path, dataset, epoch, args["log"]))
 
@@ -122,8 +121,7 @@ def test_dataloader_worker_killed(dataset, epoch, tmp_path):
         os.kill(pids[0], signal.SIGKILL)
         code, res = _finish(proc, timeout=120)  # a clear error, not a hang
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert code == 3, res
     # torch names the worker either from its SIGCHLD handler or when its queue breaks first
     message = res.get("message", "")
@@ -207,8 +205,7 @@ def test_several_jobs_at_once_sharing_a_cache_or_not(dataset, epoch, tmp_path):
         results = {name: _finish(p) for name, p in procs.items()}
     finally:
         for p in procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+            kill_group(p)
     for name, (code, res) in results.items():
         assert code == 0, (name, res)
         assert _batches(args[name]["log"]) == epoch, name
@@ -235,7 +232,4 @@ def test_workers_exit_when_the_training_process_is_killed(dataset, tmp_path):
 
         wait_for(lambda: all(gone(p) for p in pids), 30, "the orphaned DataLoader workers to exit")
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 from collections import Counter
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rel_support import CHILD_ENV, HERE, ROOT, run_child, tree, wait_for  # noqa: I001
+from rel_support import CHILD_ENV, HERE, ROOT, kill_group, run_child, tree, wait_for  # noqa: I001
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -63,11 +62,7 @@ def cluster(tmp_path_factory):
         yield f"spark://127.0.0.1:{port}"
     finally:
         for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(30)
+            kill_group(p, 30)
 
 
 def test_speculative_duplicates_never_duplicate_samples(cluster, tmp_path):

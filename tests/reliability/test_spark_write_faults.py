@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from rel_support import CHILD_ENV, HERE, ROOT, run_child, tree, wait_for  # noqa: I001
+from rel_support import CHILD_ENV, HERE, ROOT, kill_group, run_child, tree, wait_for  # noqa: I001
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -63,14 +62,6 @@ def _start_driver(args: dict) -> subprocess.Popen:
                             start_new_session=True)  # fmt: skip
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=60)
-
-
 def _initial_dataset(path) -> None:
     """The dataset the killed driver appends to (written with mds_loader: the same format)."""
     import numpy as np
@@ -102,10 +93,10 @@ def test_driver_killed_between_task_commits_and_index_write(tmp_path, fmt, point
         wait_for(lambda: marker.exists() or proc.poll() is not None, 300, "the driver to reach the hook")
         assert proc.poll() is None, proc.communicate()[1][-4000:]
         during = tree(path)
-        _kill_group(proc)
+        kill_group(proc)
     finally:
         if proc.poll() is None:
-            _kill_group(proc)
+            kill_group(proc)
     after = tree(path)
     new = sorted(set(after) - set(before))
     # The job had written its shards, and nothing of the old dataset changed.

@@ -20,9 +20,21 @@ import pyarrow as pa
 from .errors import MDSSchemaError
 from .format.columnar import build_ndarray
 from .format.encodings import Encoding
+from .format.gather import Layout, list_leaf
 from .format.reader import ReadColumn
 
-__all__ = ["BATCH_FORMATS", "collatable", "interleave", "null_rows", "slice_batch", "to_numpy", "to_torch"]
+__all__ = [
+    "BATCH_FORMATS",
+    "collatable",
+    "interleave",
+    "mask_bits",
+    "null_rows",
+    "packed_numpy",
+    "packed_torch",
+    "slice_batch",
+    "to_numpy",
+    "to_torch",
+]
 
 BATCH_FORMATS = ("torch", "numpy", "arrow", "polars")
 
@@ -86,6 +98,36 @@ def _text_column(data: Any, offsets: Any, text: bool) -> TextColumn:
     return TextColumn(data.numpy(), offsets.numpy(), pa.large_string() if text else pa.large_binary())
 
 
+def packed_torch(block: np.ndarray, layout: Layout) -> dict[str, Any]:
+    """The ``"torch"`` chunk in a filled block (uint8): each column a tensor over its part of the
+    block (which it keeps alive), with ``str``/``bytes`` columns as :class:`TextColumn`."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for c in layout.columns:
+        values = c.values.view(block)
+        if c.offsets is None:
+            out[c.name] = torch.from_numpy(values)
+        else:
+            out[c.name] = TextColumn(values, c.offsets.view(block), pa.large_string() if c.text else pa.large_binary())
+    return out
+
+
+def packed_numpy(block: np.ndarray, layout: Layout) -> dict[str, Any]:
+    """The ``"numpy"`` chunk in a filled block: numbers and arrays as views of it, strings and
+    bytes as object arrays (as :func:`to_numpy`)."""
+    out: dict[str, Any] = {}
+    for c in layout.columns:
+        values = c.values.view(block)
+        if c.offsets is None:
+            out[c.name] = values
+        else:
+            arr = pa.Array.from_buffers(pa.large_string() if c.text else pa.large_binary(), layout.rows,
+                                        [None, pa.py_buffer(c.offsets.view(block)), pa.py_buffer(values)])
+            out[c.name] = arr.to_numpy(zero_copy_only=False)
+    return out
+
+
 def slice_batch(whole: Any, batch_format: str, offset: int, size: int) -> Any:
     """Rows ``offset:offset + size`` of a decoded chunk (zero-copy except for lists of strings);
     a ``"polars"`` chunk is Arrow and becomes a polars DataFrame here."""
@@ -98,9 +140,8 @@ def slice_batch(whole: Any, batch_format: str, offset: int, size: int) -> Any:
     return pl.from_arrow(whole.slice(offset, size))
 
 
-def null_rows(mask: pa.Array, columns: Sequence[ReadColumn]) -> dict[str, np.ndarray]:
-    """Rows where each column is null, from the ``__nulls__`` column of a batch."""
-    bits = _fixed_values(mask).reshape(len(mask), -1)
+def null_rows(bits: np.ndarray, columns: Sequence[ReadColumn]) -> dict[str, np.ndarray]:
+    """Rows where each column is null, from the rows' ``__nulls__`` bytes ((rows, width) uint8)."""
     out = {}
     for c in columns:
         if c.null_bit is not None:
@@ -108,6 +149,11 @@ def null_rows(mask: pa.Array, columns: Sequence[ReadColumn]) -> dict[str, np.nda
             if rows.any():
                 out[c.name] = np.flatnonzero(rows)
     return out
+
+
+def mask_bits(mask: pa.Array) -> np.ndarray:
+    """The ``__nulls__`` column of a batch as its rows' bytes ((rows, width) uint8)."""
+    return _fixed_values(mask).reshape(len(mask), -1)
 
 
 def _writable_values(arr: pa.Array, dtype: np.dtype) -> np.ndarray:
@@ -178,7 +224,7 @@ def _interleave_column(cols: list[pa.Array], positions: Sequence[np.ndarray], n:
             for c, pos in zip(cols, positions):
                 out[pos] = np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * dtype.itemsize)
             return pa.array(out, type=t)
-        if _is_list(t) and (pa.types.is_integer(_leaf_type(t)) or pa.types.is_floating(_leaf_type(t))):
+        if _is_list(t) and (pa.types.is_integer(list_leaf(t)[0]) or pa.types.is_floating(list_leaf(t)[0])):
             found = [_list_shape(c, writable=False) for c in cols]
             shape = found[0][1] if found[0] is not None else None
             if shape is not None and all(f is not None and f[1] == shape for f in found):
@@ -191,12 +237,6 @@ def _interleave_column(cols: list[pa.Array], positions: Sequence[np.ndarray], n:
     inverse = np.empty(n, np.int64)
     inverse[order] = np.arange(n, dtype=np.int64)
     return pa.concat_arrays(cols).take(pa.array(inverse))
-
-
-def _leaf_type(t: pa.DataType) -> pa.DataType:
-    while _is_list(t):
-        t = t.value_type
-    return t
 
 
 def _rows_as_arrays(arr: pa.Array) -> list[np.ndarray]:
@@ -242,9 +282,7 @@ def to_torch(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, 
 
 
 def _leaf_dtype(t: pa.DataType) -> np.dtype:
-    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        t = t.value_type
-    return np.dtype(t.to_pandas_dtype())
+    return np.dtype(list_leaf(t)[0].to_pandas_dtype())
 
 
 def to_numpy(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from torch.utils.data._utils.pin_memory import pin_memory
 from .batches import BATCH_FORMATS, slice_batch
 from .dataset import StreamingDataset
 from .ordering import World, loader_num_samples
+from .shared_blocks import BlockPool, SharedBlock
 
 __all__ = ["StreamingDataLoader"]
 
@@ -32,16 +33,20 @@ _DATALOADER_PARAMS = inspect.signature(DataLoader.__init__)
 
 class _Chunk:
     """What a DataLoader worker sends in place of ``rows // batch_size`` batches: one decoded
-    chunk (tensors are moved to shared memory once per chunk instead of once per batch), or the
-    end of the worker's stream (``whole`` None, ``end`` True)."""
+    chunk (a :class:`SharedBlock`, or tensors that torch moves to shared memory once per chunk
+    instead of once per batch), or the end of the worker's stream (``whole`` None, ``end`` True).
+    After pinning, ``block`` keeps the shared block the pinned copy was made from."""
 
-    __slots__ = ("worker", "whole", "rows", "end")
+    __slots__ = ("worker", "whole", "rows", "end", "block")
 
-    def __init__(self, worker: int, whole: Any, rows: int, end: bool = False) -> None:
-        self.worker, self.whole, self.rows, self.end = worker, whole, rows, end
+    def __init__(self, worker: int, whole: Any, rows: int, end: bool = False, block: SharedBlock | None = None) -> None:
+        self.worker, self.whole, self.rows, self.end, self.block = worker, whole, rows, end, block
 
     def pin_memory(self, device: Any = None) -> _Chunk:  # called by the DataLoader's pin_memory thread
-        return _Chunk(self.worker, None if self.whole is None else pin_memory(self.whole, device), self.rows, self.end)
+        whole, block = self.whole, self.block
+        if isinstance(whole, SharedBlock):
+            whole, block = whole.columns(), whole
+        return _Chunk(self.worker, None if whole is None else pin_memory(whole, device), self.rows, self.end, block)
 
 
 class _Batches(IterableDataset):
@@ -54,6 +59,9 @@ class _Batches(IterableDataset):
         self.batch_format = batch_format
         self.batch_size = batch_size
         self.chunks = chunks
+        # Each worker's shared-memory blocks. The training process adopts the blocks it receives:
+        # workers forked for the next epoch inherit them, already mapped on both sides.
+        self.pools: dict[int, BlockPool] = {}
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
@@ -64,7 +72,8 @@ class _Batches(IterableDataset):
     def _chunks(self, worker: int) -> Iterator[_Chunk]:
         ds, fmt, size = self.dataset, self.batch_format, self.batch_size
         columns, natural = ds._batch_columns(fmt)
-        for whole, rows, first_null in ds._iter_chunks(fmt, size, columns, natural):
+        pool = self.pools.setdefault(worker, BlockPool())
+        for whole, rows, first_null in ds._iter_chunks(fmt, size, columns, natural, pool):
             # Batches before the one holding a null go out; then the error, raised in the worker
             # as in per-batch mode (so the DataLoader reports it the same way).
             whole_rows = rows if first_null is None else first_null // size * size
@@ -185,6 +194,9 @@ class StreamingDataLoader(DataLoader):
         size = self.batch_size
         fmt, convert = self.batch_format, self._convert
         pending: list[deque] = [deque() for _ in range(workers)]  # each worker's received batches
+        # This process's mapping of each worker's blocks: a block sent again maps to the same pages,
+        # and the next epoch's workers inherit them (see mds_loader.shared_blocks).
+        pools = self.dataset.pools
         ended = [False] * workers
         active = list(range(workers))
         turn = 0
@@ -198,8 +210,13 @@ class StreamingDataLoader(DataLoader):
                 if chunk.end:
                     ended[chunk.worker] = True
                 else:
+                    whole, block = chunk.whole, chunk.block
+                    if isinstance(whole, SharedBlock):
+                        whole, block = whole.columns(), whole
+                    if block is not None:
+                        pools.setdefault(chunk.worker, BlockPool()).adopt(block.slot, block.block)
                     pending[chunk.worker].extend(
-                        (chunk.whole, offset, min(size, chunk.rows - offset)) for offset in range(0, chunk.rows, size))
+                        (whole, offset, min(size, chunk.rows - offset)) for offset in range(0, chunk.rows, size))
             if pending[w]:
                 whole, offset, n = pending[w].popleft()
                 yield convert(slice_batch(whole, fmt, offset, n))  # type: ignore[misc]

@@ -27,10 +27,22 @@ import numpy as np
 import pyarrow as pa
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .batches import BATCH_FORMATS, collatable, interleave, null_rows, slice_batch, to_numpy, to_torch
+from .batches import (
+    BATCH_FORMATS,
+    collatable,
+    interleave,
+    mask_bits,
+    null_rows,
+    packed_numpy,
+    packed_torch,
+    slice_batch,
+    to_numpy,
+    to_torch,
+)
 from .cache import ShardCache
 from .errors import MDSConfigError, MDSSchemaError
-from .format.reader import ReadColumn, ReadSchema
+from .format.gather import plan_rows
+from .format.reader import ReadColumn, ReadSchema, ShardRows
 from .ordering import (
     BATCHING_METHODS,
     PARTITION_ALGOS,
@@ -47,6 +59,7 @@ from .ordering import (
     worker_sample_ids,
 )
 from .run_state import RunState
+from .shared_blocks import HEADER, BlockPool, SharedBlock
 from .stream import Stream
 
 __all__ = ["StreamingDataset"]
@@ -527,44 +540,87 @@ class StreamingDataset(IterableDataset):
             return BATCH_FORMATS
         return tuple(f for f in BATCH_FORMATS if f != "torch")
 
-    def _read_rows(self, ids: np.ndarray, columns: list[ReadColumn], natural: bool) -> tuple[pa.RecordBatch, int | None]:
-        """The rows of global sample ids `ids`, in that order, decoded shard by shard, and (for
-        natural types) the position of the first row holding a null, which default_collate
-        could not collate."""
-        names = [c.name for c in columns]
-        mask_name = None
+    def _parts(self, ids: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+        """The samples `ids` by shard: (shard, its rows ascending, their positions in `ids`, or
+        None when one shard holds them all in order)."""
+        shards, local = self._locate(ids)
+        if len(ids) and np.all(shards == shards[0]) and np.all(local[1:] >= local[:-1]):
+            return [(int(shards[0]), local, None)]
+        # By shard, then by position in the shard: each shard reads ascending rows (no sort and no
+        # reordering inside the reader); the positions put the rows back in the order of `ids`.
+        order = np.lexsort((local, shards))
+        cuts = np.flatnonzero(np.diff(shards[order])) + 1
+        return [(int(shards[group[0]]), local[group], group) for group in np.split(order, cuts)]
+
+    def _null_mask(self, columns: list[ReadColumn], natural: bool) -> str | None:
+        """The null-mask column to read with `columns` in a natural format (whose values cannot be
+        None: a null must be found and reported), else None."""
         if natural:
             logical = self._cache.schema(0)
-            if logical.null_mask is not None and any(c.null_bit is not None for c in logical.select(names)):
-                mask_name = logical.null_mask
-                names = [*names, mask_name]
-        shards, local = self._locate(ids)
-        if len(ids) and np.all(shards == shards[0]):
-            g = int(shards[0])
-            batch = self._cache.reader(g).read_batch(local, names, schema=self._cache.schema(self._cache.shards[g].stream, natural))
-        else:
-            # By shard, then by position in the shard: each shard reads ascending rows (no sort and
-            # no reordering inside the reader); interleave puts the rows in the order of `ids`.
-            order = np.lexsort((local, shards))
-            cuts = np.flatnonzero(np.diff(shards[order])) + 1
-            parts, groups = [], np.split(order, cuts)
-            for group in groups:
-                g = int(shards[group[0]])
-                parts.append(self._cache.reader(g).read_batch(local[group], names,
-                                                              schema=self._cache.schema(self._cache.shards[g].stream, natural)))
-            batch = interleave(parts, groups)  # back in the order of `ids`
+            if logical.null_mask is not None and any(c.null_bit is not None for c in logical.select([c.name for c in columns])):
+                return logical.null_mask
+        return None
+
+    def _first_null(self, ids: np.ndarray, bits: np.ndarray, columns: list[ReadColumn]) -> int | None:
+        """The first row of `ids` holding a null (from the rows' null-mask bytes), or None; the
+        error to raise at that row is kept in ``_null_error``."""
+        nulls = null_rows(bits, self._cache.schema(0).select([c.name for c in columns]))
+        if not nulls:
+            return None
+        name, rows = min(nulls.items(), key=lambda item: item[1][0])
+        first = int(rows[0])
+        self._null_error = TypeError(
+            f"column {name!r} is null in sample {int(ids[first])}; default_collate cannot collate None. "
+            f"Select other columns, fill the nulls when writing, or use batch_format='arrow'")
+        return first
+
+    def _read_rows(self, ids: np.ndarray, columns: list[ReadColumn], natural: bool) -> tuple[pa.RecordBatch, int | None]:
+        """The rows of global sample ids `ids`, in that order, decoded shard by shard into Arrow,
+        and (for natural types) the position of the first row holding a null, which
+        default_collate could not collate."""
+        names = [c.name for c in columns]
+        mask_name = self._null_mask(columns, natural)
+        if mask_name is not None:
+            names = [*names, mask_name]
+        parts = []
+        for g, rows, _ in (groups := self._parts(ids)):
+            schema = self._cache.schema(self._cache.shards[g].stream, natural)
+            parts.append(self._cache.reader(g).read_batch(rows, names, schema=schema))
+        batch = parts[0] if groups[0][2] is None else interleave(parts, [pos for _, _, pos in groups])
         first_null = None
         if mask_name is not None:
-            logical = self._cache.schema(0)
-            nulls = null_rows(batch.column(mask_name), logical.select([c.name for c in columns]))
-            if nulls:
-                name, rows = min(nulls.items(), key=lambda item: item[1][0])
-                first_null = int(rows[0])
-                self._null_error = TypeError(
-                    f"column {name!r} is null in sample {int(ids[first_null])}; default_collate cannot collate None. "
-                    f"Select other columns, fill the nulls when writing, or use batch_format='arrow'")
+            mask = batch.column(mask_name)
+            first_null = self._first_null(ids, mask_bits(mask), columns)
             batch = batch.drop_columns([mask_name])
         return batch, first_null
+
+    def _read_packed(self, ids: np.ndarray, columns: list[ReadColumn], batch_format: str,
+                     pool: BlockPool | None = None) -> tuple[Any, int | None] | None:  # fmt: skip
+        """The rows of `ids` as a ``"torch"`` or ``"numpy"`` chunk copied straight from the
+        shards into one block, and the first row holding a null; None when the columns need Arrow
+        (see :mod:`mds_loader.format.gather`). With a `pool` (a DataLoader worker's), a
+        ``"torch"`` chunk is built in one of its shared-memory blocks and returned as a
+        :class:`SharedBlock`."""
+        groups = self._parts(ids)
+        mask_name = self._null_mask(columns, True)
+        # (ShardRows keeps each shard mapped: opening the next reader may close this one)
+        plan = plan_rows([(ShardRows(self._cache.reader(g), rows), pos) for g, rows, pos in groups], columns, mask_name)
+        if plan is None:
+            return None
+        nbytes = plan.layout.nbytes
+        if batch_format == "torch" and pool is not None:
+            slot, block = pool.take(nbytes)
+            if not plan.fill(block.numpy()[HEADER : HEADER + nbytes]):
+                block.numpy()[0] = 0
+                return None
+            whole: Any = SharedBlock(block, slot, plan.layout)
+        else:
+            array = np.empty(nbytes, np.uint8)
+            if not plan.fill(array):
+                return None
+            whole = packed_torch(array, plan.layout) if batch_format == "torch" else packed_numpy(array, plan.layout)
+        first_null = None if plan.null_bits is None else self._first_null(ids, plan.null_bits, columns)
+        return whole, first_null
 
     def iter_batches(self, batch_format: str = "torch", batch_size: int | None = None) -> Iterator[Any]:
         """This worker's samples of the next epoch, in the reference's order, as whole batches
@@ -602,27 +658,37 @@ class StreamingDataset(IterableDataset):
         columns, _ = self._batch_schema(natural)
         return columns, natural
 
-    def _iter_chunks(self, batch_format: str, size: int, columns: list[ReadColumn], natural: bool) -> Iterator[tuple[Any, int, int | None]]:
+    def _iter_chunks(self, batch_format: str, size: int, columns: list[ReadColumn], natural: bool,
+                     pool: BlockPool | None = None) -> Iterator[tuple[Any, int, int | None]]:  # fmt: skip
         """This worker's samples of the epoch decoded in chunks of whole batches, growing from one
-        batch to about 8192 samples (fewer for rows over 4 KB): ``(whole, rows, first_null)``, with `whole` in `batch_format` (``"polars"``: Arrow) and
-        `first_null` the first row that default_collate could not collate (or None)."""
+        batch to about 8192 samples (fewer for rows over 4 KB): ``(whole, rows, first_null)``, with
+        `whole` in `batch_format` (``"polars"``: Arrow) and `first_null` the first row that
+        default_collate could not collate (or None). With a `pool`, ``"torch"`` chunks are built
+        in its shared-memory blocks, as :class:`SharedBlock` when they can be."""
         largest = size * max(1, min(_CHUNK_SAMPLES, _CHUNK_BYTES // self._raw_bytes_per_sample()) // size)
         ids = self._begin_iteration()
         shards, _ = self._locate(ids)
+        packed = batch_format in ("torch", "numpy")
         try:
             # The first chunk is one batch (the first batch comes out at once, even when its
             # samples span many small shards); chunks then double up to the largest.
             start, chunk = 0, size
             while start < len(ids):
                 self._prefetch_window(shards, start, extra=chunk)
-                batch, first_null = self._read_rows(ids[start : start + chunk], columns, natural)
-                if batch_format == "torch":
-                    whole: Any = to_torch(batch, columns)
-                elif batch_format == "numpy":
-                    whole = to_numpy(batch, columns)
+                part = ids[start : start + chunk]
+                found = self._read_packed(part, columns, batch_format, pool) if packed else None
+                if found is not None:
+                    whole, first_null = found
                 else:
-                    whole = batch
-                yield whole, batch.num_rows, first_null
+                    packed = False  # (the columns or rows need Arrow; they will for the whole epoch)
+                    batch, first_null = self._read_rows(part, columns, natural)
+                    if batch_format == "torch":
+                        whole = to_torch(batch, columns)
+                    elif batch_format == "numpy":
+                        whole = to_numpy(batch, columns)
+                    else:
+                        whole = batch
+                yield whole, len(part), first_null
                 start, chunk = start + chunk, min(largest, 2 * chunk)
         finally:
             self._cache.cancel_prefetch()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import MDSConfigError, MDSError, MDSFormatError, MDSSchemaError
+from .errors import MDSError, MDSFormatError, MDSSchemaError
 from .format.encodings import Encoding
 from .format.hashing import get_hash, is_hash
 from .format.index import INDEX_BASENAME, Index, ShardEntry, load_index

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mds_loader import StreamingDataLoader, StreamingDataset
 from mds_loader.ordering import StreamSpec, apply_weights, generate_work

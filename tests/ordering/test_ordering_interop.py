@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_reference
+from support import run_reference
 
 from mds_loader.ordering import (SHUFFLE_ALGOS, StreamSpec, World, apply_weights, generate_work,
                                  get_partitions, get_sampling, get_shuffle, resample_streams)

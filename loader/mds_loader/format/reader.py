@@ -31,7 +31,6 @@ import pyarrow.compute as pc
 from ..errors import MDSConfigError, MDSError, MDSFormatError, MDSIndexError, MDSSchemaError, MDSUnsafeError
 from .columnar import (
     NdarrayHeads,
-    binary_data,
     build_ndarray,
     decode_fixed,
     decode_var,
@@ -59,7 +58,13 @@ from .shard import parse_shard_header
 __all__ = ["ReadColumn", "ReadSchema", "ShardReader", "MDSDataset", "open_dataset", "read_table"]
 
 _I64 = np.int64
-_GATHER_FIXED_MAX = 64  # fixed-size columns up to this size are gathered with numpy, larger with take
+
+
+def byte_rows(buf: np.ndarray, width: int) -> np.ndarray:
+    """A read-only (len(buf) - width + 1, width) view of ``buf`` whose row k is ``buf[k:k + width]``:
+    ``byte_rows(buf, w)[starts]`` gathers the w bytes at each start in one numpy copy."""
+    rows = max(len(buf) - width + 1, 0)
+    return np.lib.stride_tricks.as_strided(buf, (rows, width), (1, 1), writeable=False)
 
 
 @dataclass(frozen=True)
@@ -385,7 +390,7 @@ class ShardReader:
         arrow_schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in selected])
         if len(idx) == 0:
             return pa.RecordBatch.from_arrays([pa.array([], c.arrow_type) for c in selected], schema=arrow_schema)
-        batch = _Gather(self, idx)
+        batch = ShardRows(self, idx)
         mask = None
         if schema.null_mask is not None and any(c.null_bit is not None for c in selected):
             mask = batch.fixed(self._col[schema.null_mask])
@@ -400,13 +405,15 @@ class ShardReader:
         return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)
 
 
-class _Gather:
-    """The positions of the columns of some samples of a shard, computed once per batch."""
+class ShardRows:
+    """The positions of the columns of some samples of a shard, computed once per batch. Keeps the
+    shard's bytes mapped (even if the reader is closed meanwhile)."""
 
     def __init__(self, reader: ShardReader, idx: np.ndarray) -> None:
         self.reader = reader
         self.idx = idx
-        buf, offsets = reader._buf, reader._offsets
+        self.buf = buf = reader._buf
+        offsets = reader._offsets
         if np.all(idx[1:] > idx[:-1]):  # ascending and distinct: no reordering needed
             uniq, inverse = idx, None
         else:
@@ -421,7 +428,7 @@ class _Gather:
         ncol = len(reader._sizes)
         sizes = np.empty((len(uniq), ncol), _I64)
         if v:
-            words = buf[starts[:, None] + np.arange(head)[None, :]].view("<u4").reshape(len(uniq), v)
+            words = byte_rows(buf, head)[starts].view("<u4").reshape(len(uniq), v)
             sizes[:, np.array(reader._var)] = words
         for j, s in enumerate(reader._sizes):
             if s is not None:
@@ -449,11 +456,7 @@ class _Gather:
     def fixed(self, j: int) -> np.ndarray:
         """Column ``j`` (fixed size) of the requested rows, as an (n, size) uint8 array."""
         size = self.reader._sizes[j]
-        if size <= _GATHER_FIXED_MAX:  # type: ignore[operator]
-            starts = self._order(self.col_starts[:, j])
-            return self.reader._buf[starts[:, None] + np.arange(size)[None, :]]
-        taken = self._take(self.col_starts[:, j], np.full(len(self.uniq), size, _I64))
-        return binary_data(taken).reshape(len(self.idx), size)
+        return byte_rows(self.buf, size)[self._order(self.col_starts[:, j])]  # type: ignore[arg-type]
 
     def _take(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
         """Copies one byte range per distinct sample (ascending, as the samples are) into a
@@ -465,7 +468,7 @@ class _Gather:
             raise MDSFormatError(f"{self.reader.path}: sample columns overlap; the shard is corrupt")
         bounds = np.empty(2 * len(starts), _I64)
         bounds[0::2], bounds[1::2] = starts, ends
-        view = pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, pa.py_buffer(bounds), pa.py_buffer(self.reader._buf)])
+        view = pa.Array.from_buffers(pa.large_binary(), len(bounds) - 1, [None, pa.py_buffer(bounds), pa.py_buffer(self.buf)])
         rows = np.arange(len(starts), dtype=_I64) if self.inverse is None else self.inverse
         return view.take(pa.array(2 * rows))
 
@@ -492,7 +495,7 @@ class _Gather:
             t = t.value_type
         dtype = np.dtype(t.to_pandas_dtype())
         heads = parse_ndarray_heads(
-            self.reader._buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self._row_name
+            self.buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self._row_name
         )  # on the distinct samples, then reordered
         values = self._take(self.col_starts[:, j] + heads.prefix, self.sizes[:, j] - heads.prefix)
         if self.inverse is not None:

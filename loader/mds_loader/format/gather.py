@@ -1,0 +1,291 @@
+"""Rows of several shards copied straight into one block of memory, in the order asked for.
+
+The hot path of ``"torch"`` and ``"numpy"`` batches. Columns whose natural values are numbers,
+arrays of one shape, strings or bytes are copied once from the memory-mapped shard files into
+column buffers carved out of one block that the caller allocates: private memory, or shared
+memory in a DataLoader worker, so that handing the chunk to the training process copies nothing
+and passes one handle. (Through Arrow, a chunk spanning several shards is copied three to four
+times: per shard, back into the requested order, then into shared memory, tensor by tensor.)
+
+* Fixed-width values (numbers, ``ndarray`` rows of one shape) are gathered by numpy from a
+  sliding-window view of each shard file, one row copy per sample.
+* Strings and bytes are cut out of each shard by Arrow's ``take`` and put in order by one more
+  ``take``; large values (images) are copied one slice each, straight from the shard files.
+
+:func:`plan_rows` returns None for anything else (other encodings, ragged arrays, ndarray rows of
+another dtype) and :meth:`RowsPlan.fill` returns False for strings that are not UTF-8: the caller
+then decodes the rows through Arrow (``ShardReader.read_batch``), which gives the exact values or
+the exact error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .columnar import NDARRAY_DTYPE_CODES, parse_ndarray_heads
+from .reader import ReadColumn, ShardReader, ShardRows, byte_rows
+
+__all__ = ["ColumnSlot", "Layout", "RowsPlan", "Slot", "list_leaf", "plan_rows"]
+
+_I64 = np.int64
+_ALIGN = 64  # every buffer starts on a cache line
+_LARGE_VALUE = 8192  # strings/bytes this long on average are copied one slice each
+_PIECE = 256 << 10  # bytes gathered per numpy call
+_FIXED_KINDS = ("scalar", "int")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """An array in the block: ``shape`` values of ``dtype`` starting ``offset`` bytes in."""
+
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=_I64)) * self.dtype.itemsize
+
+    def view(self, block: np.ndarray) -> np.ndarray:
+        return block[self.offset : self.offset + self.nbytes].view(self.dtype).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class ColumnSlot:
+    """Where one column of the rows lies in the block: numbers and arrays as ``values``
+    (rows first); strings and bytes as ``values`` (their bytes, uint8) and ``offsets`` (n + 1
+    int64, Arrow's layout), with ``text`` telling which."""
+
+    name: str
+    values: Slot
+    offsets: Slot | None = None
+    text: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The block's size and its columns (picklable: a DataLoader worker sends it with the block)."""
+
+    nbytes: int
+    rows: int
+    columns: tuple[ColumnSlot, ...]
+
+
+@dataclass
+class _Part:
+    """The rows of one shard: where their columns lie in the shard file, and their positions in
+    the request (None: all of it, in order)."""
+
+    rows: ShardRows
+    positions: np.ndarray | None
+
+    @property
+    def reader(self) -> ShardReader:
+        return self.rows.reader
+
+    def ordered(self, values: np.ndarray) -> np.ndarray:
+        """Per-distinct-sample ``values`` in the order of this part's rows."""
+        return self.rows._order(values)
+
+
+@dataclass
+class _Source:
+    """How one column is filled: per part, the start of each row's bytes in its shard file."""
+
+    slot: ColumnSlot
+    starts: list[np.ndarray]
+    width: int | None  # bytes per row (fixed-width values), None for strings and bytes
+    lengths: np.ndarray | None = None  # strings and bytes: each row's length, in request order
+    columns: list[int] | None = None  # strings and bytes: the column's number in each part's shard
+
+
+class RowsPlan:
+    """The layout of some rows' columns in one block, and how to copy them there."""
+
+    def __init__(self, parts: list[_Part], sources: list[_Source], layout: Layout, null_bits: np.ndarray | None) -> None:
+        self._parts, self._sources = parts, sources
+        self.layout = layout
+        #: the rows' null-mask bytes, (rows, mask width) uint8, when asked for
+        self.null_bits = null_bits
+
+    def fill(self, block: np.ndarray) -> bool:
+        """Copies the rows into ``block`` (``layout.nbytes`` uint8); False when a ``str`` column
+        holds bytes that are not UTF-8 (decode through Arrow for the exact error)."""
+        for source in self._sources:
+            if source.width is not None:
+                self._fill_fixed(block, source)
+            elif not self._fill_binary(block, source):
+                return False
+        return True
+
+    def _fill_fixed(self, block: np.ndarray, source: _Source) -> None:
+        width = source.width
+        assert width is not None
+        out = block[source.slot.values.offset :][: self.layout.rows * width].reshape(self.layout.rows, width)
+        if width == 0:
+            return
+        # numpy gathers into a temporary, then scatters: a few hundred KB at a time, so that the
+        # temporary stays in the CPU cache and malloc reuses it (a large one is unmapped when freed
+        # and page-faults in anew every time).
+        step = max(16, _PIECE // width)
+        for part, starts in zip(self._parts, source.starts):
+            rows = byte_rows(part.rows.buf, width)
+            positions = part.positions
+            for lo in range(0, len(starts), step):
+                if positions is None:
+                    out[lo : lo + step] = rows[starts[lo : lo + step]]
+                else:
+                    out[positions[lo : lo + step]] = rows[starts[lo : lo + step]]
+
+    def _fill_binary(self, block: np.ndarray, source: _Source) -> bool:
+        slot, lengths = source.slot, source.lengths
+        assert slot.offsets is not None and lengths is not None
+        offsets = slot.offsets.view(block)
+        offsets[0] = 0
+        np.cumsum(lengths, out=offsets[1:])
+        data = slot.values.view(block)
+        n = self.layout.rows
+        if n and offsets[-1] >= _LARGE_VALUE * n:
+            # Large values: one slice copy each, straight from the shard files.
+            for part, starts in zip(self._parts, source.starts):
+                positions = np.arange(n) if part.positions is None else part.positions
+                buf = part.rows.buf
+                for dst, src, size in zip(offsets[positions].tolist(), starts.tolist(), lengths[positions].tolist()):
+                    data[dst : dst + size] = buf[src : src + size]
+            if slot.text:
+                try:
+                    pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.large_string())
+                except pa.ArrowInvalid:
+                    return False
+            return True
+        # Each shard's values cut out in its rows' order by one take (ShardRows), then put in the
+        # requested order by another.
+        pieces = [part.rows._take(part.rows.col_starts[:, j], part.rows.sizes[:, j]) for part, j in zip(self._parts, source.columns)]
+        if len(pieces) == 1:
+            values = pieces[0]
+        else:
+            order = np.concatenate([p.positions for p in self._parts])  # type: ignore[misc]
+            inverse = np.empty(n, _I64)
+            inverse[order] = np.arange(n, dtype=_I64)
+            values = pa.concat_arrays(pieces).take(pa.array(inverse))
+        if slot.text:
+            try:
+                values.cast(pa.large_string())
+            except pa.ArrowInvalid:
+                return False
+        if len(data):
+            first = int(np.frombuffer(values.buffers()[1], _I64, 1, values.offset * 8)[0])
+            data[:] = np.frombuffer(values.buffers()[2], np.uint8, len(data), first)
+        return True
+
+
+def list_leaf(t: pa.DataType) -> tuple[pa.DataType, int]:
+    """The element type of a (nested) list type and its depth (``t`` itself and 0 if not a list)."""
+    depth = 0
+    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        depth += 1
+        t = t.value_type
+    return t, depth
+
+
+def plan_rows(
+    parts: Sequence[tuple[ShardRows, np.ndarray | None]],
+    columns: Sequence[ReadColumn],
+    null_mask: str | None = None,
+) -> RowsPlan | None:
+    """Plans copying the rows of ``parts`` into one block, or None when a column cannot be
+    copied that way.
+
+    Args:
+        parts: per shard, its rows to read (ascending) and their positions in the result (None
+            for a single part whose rows are the result in order).
+        columns: the columns, read with their natural types.
+        null_mask: the null-mask column to gather too (into :attr:`RowsPlan.null_bits`).
+
+    Raises:
+        MDSFormatError, MDSSchemaError: a requested sample is malformed (as ``read_batch``).
+    """
+    chosen = [_Part(rows, positions) for rows, positions in parts]
+    n = sum(len(p.rows.idx) for p in chosen)
+    sources: list[_Source] = []
+    offset = 0
+
+    def place(dtype: np.dtype, shape: tuple[int, ...]) -> Slot:
+        nonlocal offset
+        slot = Slot(offset, np.dtype(dtype), shape)
+        offset += -(-slot.nbytes // _ALIGN) * _ALIGN
+        return slot
+
+    for c in columns:
+        enc = c.encoding
+        js = [p.reader._col[c.name] for p in chosen]
+        fixed = [p.reader._sizes[j] for p, j in zip(chosen, js)]
+        if enc.kind in _FIXED_KINDS or (enc.kind == "ndarray" and enc.shape is not None and enc.dtype is not None):
+            if fixed[0] is None:
+                return None
+            dtype = enc.dtype.newbyteorder("=")  # type: ignore[union-attr]
+            shape = tuple(enc.shape) if enc.kind == "ndarray" else ()  # type: ignore[arg-type]
+            starts = [p.ordered(p.rows.col_starts[:, j]) for p, j in zip(chosen, js)]
+            sources.append(_Source(ColumnSlot(c.name, place(dtype, (n, *shape))), starts, int(fixed[0])))
+        elif enc.kind == "ndarray":
+            source = _plan_ndarray(chosen, js, c, n, place)
+            if source is None:
+                return None
+            sources.append(source)
+        elif enc.kind in ("str", "bytes"):
+            lengths = np.empty(n, _I64)
+            starts = []
+            for p, j in zip(chosen, js):
+                size = p.ordered(p.rows.sizes[:, j])
+                if p.positions is None:
+                    lengths[:] = size
+                else:
+                    lengths[p.positions] = size
+                starts.append(p.ordered(p.rows.col_starts[:, j]))
+            data = place(np.dtype(np.uint8), (int(lengths.sum()),))
+            slot = ColumnSlot(c.name, data, place(np.dtype(_I64), (n + 1,)), enc.kind == "str")
+            sources.append(_Source(slot, starts, None, lengths, js))
+        else:
+            return None
+    null_bits = None
+    if null_mask is not None:
+        width = chosen[0].reader._sizes[chosen[0].reader._col[null_mask]]
+        null_bits = np.empty((n, width), np.uint8)  # type: ignore[arg-type]
+        for p in chosen:
+            bits = p.ordered(p.rows.fixed(p.reader._col[null_mask]))  # type: ignore[arg-type]
+            if p.positions is None:
+                null_bits[...] = bits
+            else:
+                null_bits[p.positions] = bits
+    return RowsPlan(chosen, sources, Layout(offset, n, tuple(s.slot for s in sources)), null_bits)
+
+
+def _plan_ndarray(parts: list[_Part], js: list[int], column: ReadColumn, n: int, place) -> _Source | None:
+    """A dynamic-shape (or dynamic-dtype) ``ndarray`` column whose rows all have one shape and
+    the column's dtype: fixed-width values after each row's header; else None."""
+    leaf, ndim = list_leaf(column.natural_type)
+    dtype = np.dtype(leaf.to_pandas_dtype())
+    code = NDARRAY_DTYPE_CODES.get(dtype.name)
+    shape: tuple[int, ...] | None = None
+    starts = []
+    for p, j in zip(parts, js):
+        rows = p.rows
+        heads = parse_ndarray_heads(rows.buf, rows.col_starts[:, j], rows.sizes[:, j], column.encoding, ndim,
+                                    column.name, rows._row_name)
+        if heads.codes is not None and (code is None or np.any(heads.codes != code)):
+            return None
+        if len(heads.shapes):
+            first = tuple(int(d) for d in heads.shapes[0])
+            if shape is None:
+                shape = first
+            if first != shape or np.any(heads.shapes != heads.shapes[0]):
+                return None
+        starts.append(p.ordered(rows.col_starts[:, j] + heads.prefix))
+    if shape is None:
+        shape = (0,) * ndim
+    width = int(np.prod(shape, dtype=_I64)) * dtype.itemsize
+    return _Source(ColumnSlot(column.name, place(dtype.newbyteorder("="), (n, *shape))), starts, width)

@@ -18,13 +18,13 @@ from typing import Any
 
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torch.utils.data._utils.collate import default_convert
+from torch.utils.data._utils.collate import default_collate, default_convert
 from torch.utils.data._utils.pin_memory import pin_memory
 
 from .batches import BATCH_FORMATS, slice_batch
 from .dataset import StreamingDataset
 from .ordering import World, loader_num_samples
-from .shared_blocks import BlockPool, SharedBlock
+from .shared_blocks import SharedBatch, SharedBlock, WorkerBlocks
 
 __all__ = ["StreamingDataLoader"]
 
@@ -35,18 +35,18 @@ class _Chunk:
     """What a DataLoader worker sends in place of ``rows // batch_size`` batches: one decoded
     chunk (a :class:`SharedBlock`, or tensors that torch moves to shared memory once per chunk
     instead of once per batch), or the end of the worker's stream (``whole`` None, ``end`` True).
-    After pinning, ``block`` keeps the shared block the pinned copy was made from."""
+    After pinning, ``pinned_from`` is the shared block the pinned copy was made from."""
 
-    __slots__ = ("worker", "whole", "rows", "end", "block")
+    __slots__ = ("worker", "whole", "rows", "end", "pinned_from")
 
-    def __init__(self, worker: int, whole: Any, rows: int, end: bool = False, block: SharedBlock | None = None) -> None:
-        self.worker, self.whole, self.rows, self.end, self.block = worker, whole, rows, end, block
+    def __init__(self, worker: int, whole: Any, rows: int, end: bool = False, pinned_from: SharedBlock | None = None) -> None:
+        self.worker, self.whole, self.rows, self.end, self.pinned_from = worker, whole, rows, end, pinned_from
 
-    def pin_memory(self, device: Any = None) -> _Chunk:  # called by the DataLoader's pin_memory thread
-        whole, block = self.whole, self.block
+    def pin_memory(self, device: Any = None) -> _Chunk:  # the DataLoader's pin-memory thread (blocks are resent)
+        whole, source = self.whole, None
         if isinstance(whole, SharedBlock):
-            whole, block = whole.columns(), whole
-        return _Chunk(self.worker, None if whole is None else pin_memory(whole, device), self.rows, self.end, block)
+            whole, source = whole.columns(whole.handle), whole
+        return _Chunk(self.worker, None if whole is None else pin_memory(whole, device), self.rows, self.end, source)
 
 
 class _Batches(IterableDataset):
@@ -54,14 +54,13 @@ class _Batches(IterableDataset):
     path), or, in DataLoader workers, of :class:`_Chunk` s that the loader splits into the same
     batches in the same order. Attribute access falls through to the dataset."""
 
-    def __init__(self, dataset: StreamingDataset, batch_format: str, batch_size: int, chunks: bool = False) -> None:
+    def __init__(self, dataset: StreamingDataset, batch_format: str, batch_size: int, chunks: bool = False,
+                 blocks: WorkerBlocks | None = None) -> None:  # fmt: skip
         self.dataset = dataset
         self.batch_format = batch_format
         self.batch_size = batch_size
         self.chunks = chunks
-        # Each worker's shared-memory blocks. The training process adopts the blocks it receives:
-        # workers forked for the next epoch inherit them, already mapped on both sides.
-        self.pools: dict[int, BlockPool] = {}
+        self.blocks = blocks or WorkerBlocks()
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
@@ -72,8 +71,7 @@ class _Batches(IterableDataset):
     def _chunks(self, worker: int) -> Iterator[_Chunk]:
         ds, fmt, size = self.dataset, self.batch_format, self.batch_size
         columns, natural = ds._batch_columns(fmt)
-        pool = self.pools.setdefault(worker, BlockPool())
-        for whole, rows, first_null in ds._iter_chunks(fmt, size, columns, natural, pool):
+        for whole, rows, first_null in ds._iter_chunks(fmt, size, columns, natural, (self.blocks, worker)):
             # Batches before the one holding a null go out; then the error, raised in the worker
             # as in per-batch mode (so the DataLoader reports it the same way).
             whole_rows = rows if first_null is None else first_null // size * size
@@ -90,6 +88,21 @@ class _Batches(IterableDataset):
         if name == "dataset":
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+class _SharedCollate:
+    """The collate function as DataLoader workers run it: each batch's tensors leave the worker in
+    one reused shared-memory block (:class:`SharedBatch`) instead of one new segment per tensor."""
+
+    def __init__(self, collate_fn: Any, blocks: WorkerBlocks) -> None:
+        self.collate_fn, self.blocks = collate_fn, blocks
+
+    def __call__(self, data: Any) -> Any:
+        batch = self.collate_fn(data)
+        info = get_worker_info()
+        if info is None:
+            return batch
+        return SharedBatch.pack(batch, self.blocks, info.id)
 
 
 def _as_is(batch: Any) -> Any:
@@ -133,31 +146,38 @@ class StreamingDataLoader(DataLoader):
         if batch_format is not None and batch_format not in BATCH_FORMATS:
             raise ValueError(f"batch_format must be one of {BATCH_FORMATS}, got {batch_format!r}")
         self._streaming = dataset if isinstance(dataset, StreamingDataset) else None
+        # The shared-memory blocks that carry workers' chunks or batches (see mds_loader.shared_blocks).
+        self._blocks = WorkerBlocks(resend=bool(params.get("pin_memory")))
+        workers = bool(params.get("num_workers"))
         batch_size = params.get("batch_size", 1)
         fast = batch_format is not None or _uses_batches(dataset, params)
+        chunks = False
         if fast:
             if not isinstance(dataset, StreamingDataset):
                 raise TypeError("batch_format needs a mds_loader.StreamingDataset")
             fmt = batch_format or "torch"
             # With workers, each sends whole chunks (one transfer per ~8192 samples instead of one
             # per batch); __iter__ splits them into the batches, in the DataLoader's order.
-            chunks = (bool(params.get("num_workers")) and params.get("in_order", True) is not False
-                      and params.get("collate_fn") is None)
-            params["dataset"] = _Batches(dataset, fmt, batch_size or dataset.batch_size, chunks)
+            chunks = workers and params.get("in_order", True) is not False and params.get("collate_fn") is None
+            params["dataset"] = _Batches(dataset, fmt, batch_size or dataset.batch_size, chunks, self._blocks)
             params["batch_size"] = None
             # The collate function of each batch (DataLoader's default without a batch size is
             # default_convert); with chunks it is applied to the batches here, not to the chunks.
             convert = params.get("collate_fn") or (_as_is if fmt == "torch" else default_convert)
-            if chunks:
+            if chunks or (fmt == "torch" and params.get("collate_fn") is None):
                 params["collate_fn"] = _as_is
-            elif fmt == "torch" and params.get("collate_fn") is None:
-                params["collate_fn"] = _as_is
-            super().__init__(**params)
+            else:
+                params["collate_fn"] = convert
+        elif params.get("collate_fn") is None:  # DataLoader's default
+            auto = params.get("batch_sampler") is not None or batch_size is not None
+            params["collate_fn"] = default_collate if auto else default_convert
+        if workers and not chunks:
+            params["collate_fn"] = _SharedCollate(params["collate_fn"], self._blocks)
+        super().__init__(**params)
+        if fast:
             # len(loader) counts batches of the real batch size; DataLoader forbids setting this
             # attribute after __init__, but it only feeds __len__ for iterable datasets.
             object.__setattr__(self, "batch_size", batch_size)
-        else:
-            super().__init__(**params)
         self.batch_format = batch_format or ("torch" if fast else None)
         self.uses_batch_decoding = fast
         self._chunks = fast and chunks
@@ -184,6 +204,8 @@ class StreamingDataLoader(DataLoader):
         if self._chunks:
             batches = self._unchunk(batches)
         for batch in batches:
+            if isinstance(batch, SharedBatch):
+                batch = batch.unpack(self._blocks.resolve(batch.worker, batch.slot, batch.handle))
             self.num_samples_yielded += self._get_batch_size(batch)
             yield batch
 
@@ -194,9 +216,6 @@ class StreamingDataLoader(DataLoader):
         size = self.batch_size
         fmt, convert = self.batch_format, self._convert
         pending: list[deque] = [deque() for _ in range(workers)]  # each worker's received batches
-        # This process's mapping of each worker's blocks: a block sent again maps to the same pages,
-        # and the next epoch's workers inherit them (see mds_loader.shared_blocks).
-        pools = self.dataset.pools
         ended = [False] * workers
         active = list(range(workers))
         turn = 0
@@ -210,11 +229,11 @@ class StreamingDataLoader(DataLoader):
                 if chunk.end:
                     ended[chunk.worker] = True
                 else:
-                    whole, block = chunk.whole, chunk.block
+                    whole = chunk.whole
                     if isinstance(whole, SharedBlock):
-                        whole, block = whole.columns(), whole
-                    if block is not None:
-                        pools.setdefault(chunk.worker, BlockPool()).adopt(block.slot, block.block)
+                        whole = whole.columns(self._blocks.resolve(chunk.worker, whole.slot, whole.handle))
+                    elif chunk.pinned_from is not None:  # (kept: the next epoch's workers inherit it)
+                        self._blocks.resolve(chunk.worker, chunk.pinned_from.slot, chunk.pinned_from.handle)
                     pending[chunk.worker].extend(
                         (whole, offset, min(size, chunk.rows - offset)) for offset in range(0, chunk.rows, size))
             if pending[w]:

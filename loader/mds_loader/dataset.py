@@ -59,7 +59,7 @@ from .ordering import (
     worker_sample_ids,
 )
 from .run_state import RunState
-from .shared_blocks import HEADER, BlockPool, SharedBlock
+from .shared_blocks import HEADER, SharedBlock, WorkerBlocks
 from .stream import Stream
 
 __all__ = ["StreamingDataset"]
@@ -595,12 +595,12 @@ class StreamingDataset(IterableDataset):
         return batch, first_null
 
     def _read_packed(self, ids: np.ndarray, columns: list[ReadColumn], batch_format: str,
-                     pool: BlockPool | None = None) -> tuple[Any, int | None] | None:  # fmt: skip
+                     blocks: tuple[WorkerBlocks, int] | None = None) -> tuple[Any, int | None] | None:  # fmt: skip
         """The rows of `ids` as a ``"torch"`` or ``"numpy"`` chunk copied straight from the
         shards into one block, and the first row holding a null; None when the columns need Arrow
-        (see :mod:`mds_loader.format.gather`). With a `pool` (a DataLoader worker's), a
-        ``"torch"`` chunk is built in one of its shared-memory blocks and returned as a
-        :class:`SharedBlock`."""
+        (see :mod:`mds_loader.format.gather`). In a DataLoader worker (`blocks`: the loader's
+        blocks and the worker's id), a ``"torch"`` chunk is built in one of the worker's
+        shared-memory blocks and returned as a :class:`SharedBlock`."""
         groups = self._parts(ids)
         mask_name = self._null_mask(columns, True)
         # (ShardRows keeps each shard mapped: opening the next reader may close this one)
@@ -608,12 +608,13 @@ class StreamingDataset(IterableDataset):
         if plan is None:
             return None
         nbytes = plan.layout.nbytes
-        if batch_format == "torch" and pool is not None:
-            slot, block = pool.take(nbytes)
+        if batch_format == "torch" and blocks is not None:
+            owner, worker = blocks
+            slot, block, handle = owner.take(worker, nbytes)
             if not plan.fill(block.numpy()[HEADER : HEADER + nbytes]):
-                block.numpy()[0] = 0
+                owner.put_back(worker, slot)
                 return None
-            whole: Any = SharedBlock(block, slot, plan.layout)
+            whole: Any = SharedBlock(handle, slot, plan.layout)
         else:
             array = np.empty(nbytes, np.uint8)
             if not plan.fill(array):
@@ -659,12 +660,12 @@ class StreamingDataset(IterableDataset):
         return columns, natural
 
     def _iter_chunks(self, batch_format: str, size: int, columns: list[ReadColumn], natural: bool,
-                     pool: BlockPool | None = None) -> Iterator[tuple[Any, int, int | None]]:  # fmt: skip
+                     blocks: tuple[WorkerBlocks, int] | None = None) -> Iterator[tuple[Any, int, int | None]]:  # fmt: skip
         """This worker's samples of the epoch decoded in chunks of whole batches, growing from one
         batch to about 8192 samples (fewer for rows over 4 KB): ``(whole, rows, first_null)``, with
         `whole` in `batch_format` (``"polars"``: Arrow) and `first_null` the first row that
-        default_collate could not collate (or None). With a `pool`, ``"torch"`` chunks are built
-        in its shared-memory blocks, as :class:`SharedBlock` when they can be."""
+        default_collate could not collate (or None). With `blocks` (in a DataLoader worker),
+        ``"torch"`` chunks are built in shared memory, as :class:`SharedBlock` when they can be."""
         largest = size * max(1, min(_CHUNK_SAMPLES, _CHUNK_BYTES // self._raw_bytes_per_sample()) // size)
         ids = self._begin_iteration()
         shards, _ = self._locate(ids)
@@ -676,7 +677,7 @@ class StreamingDataset(IterableDataset):
             while start < len(ids):
                 self._prefetch_window(shards, start, extra=chunk)
                 part = ids[start : start + chunk]
-                found = self._read_packed(part, columns, batch_format, pool) if packed else None
+                found = self._read_packed(part, columns, batch_format, blocks) if packed else None
                 if found is not None:
                     whole, first_null = found
                 else:

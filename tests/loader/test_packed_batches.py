@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import namedtuple
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from mds_loader import MDSWriter, StreamingDataLoader, StreamingDataset, write_t
 from mds_loader.batches import TextColumn
 from mds_loader.errors import MDSFormatError
 from mds_loader.format.gather import ColumnSlot, Layout, Slot
-from mds_loader.shared_blocks import HEADER, BlockPool, SharedBlock
+from mds_loader.shared_blocks import HEADER, BlockPool, SharedBatch, SharedBlock
 
 COLUMNS = {"i8": "int8", "u16": "uint16", "u64": "uint64", "f16": "float16", "f64": "float64", "big": "int",
            "s": "str", "b": "bytes", "grid": "ndarray:int16:3,2", "vec": "ndarray:float32", "any": "ndarray"}
 ROWS = 2600
+Pair = namedtuple("Pair", "x y")
+
 # default_collate fails on uint64 scalars (torch.as_tensor), and an ndarray of any dtype has no
 # tensor form: the comparisons with collated samples leave them out.
 COLLATABLE = [c for c in COLUMNS if c not in ("any", "u64")]
@@ -89,7 +92,7 @@ def test_persistent_workers_keep_their_blocks(mixed):
     for _ in range(3):
         ids = sorted(int(x) for b in fast for x in b["big"])  # batches dropped at once: blocks are freed
         assert ids == sorted(int(x) for b in slow for x in b["big"])
-    for pool in fast.dataset.pools.values():
+    for pool in fast._blocks.pools.values():
         assert sum(b is not None for b in pool._blocks) <= len(pool._blocks)
 
 
@@ -206,12 +209,13 @@ def _fill(block: torch.Tensor) -> None:
 
 def test_block_is_free_once_the_last_view_is_gone():
     pool = BlockPool(size=2)
-    slot, block = pool.take(_layout().nbytes)
+    slot, block, known = pool.take(_layout().nbytes)
+    assert not known
     _fill(block)
     sent = ForkingPickler.dumps(SharedBlock(block, slot, _layout()))  # as a worker's queue sends it
     received = pickle.loads(sent)  # (in this process: torch maps the same pages)
-    assert received.block.data_ptr() == block.data_ptr()
-    columns = received.columns()
+    assert received.handle.data_ptr() == block.data_ptr()
+    columns = received.columns(received.handle)
     assert columns["n"].tolist() == [7, 9] and columns["t"][0:2] == ["ab", "cde"]
     numbers, text = columns["n"][1:], columns["t"]
     del columns, received
@@ -221,7 +225,7 @@ def test_block_is_free_once_the_last_view_is_gone():
     assert isinstance(text, TextColumn)
     del text
     assert block.numpy()[0] == 0
-    assert pool.take(100) == (slot, block)  # the free block is reused
+    assert pool.take(100) == (slot, block, True)  # the free block is reused; the receiver maps it
 
 
 def test_pool_never_hands_out_a_block_in_use():
@@ -230,9 +234,32 @@ def test_pool_never_hands_out_a_block_in_use():
     b = pool.take(1000)
     assert a[0] != b[0]
     c = pool.take(1000)  # both in use: a new block replaces one of them (its user keeps it alive)
-    assert c[1] is not a[1] and c[1] is not b[1]
+    assert c[1] is not a[1] and c[1] is not b[1] and not c[2]
     assert c[1].numpy()[0] == 1
     small_free = pool.take(10)[1]
     small_free.numpy()[0] = 0
     big = pool.take(8 << 20)  # a free block that is too small is replaced
     assert len(big[1]) >= HEADER + (8 << 20)
+
+
+def test_shared_batch_round_trip_keeps_structure_and_dtypes():
+    """Any batch a collate_fn makes: nested containers, named tuples, dtypes numpy lacks, tensors
+    that are not packed (non-contiguous, requiring grad) and other values."""
+    from mds_loader.shared_blocks import WorkerBlocks
+
+    batch = {"a": torch.arange(10, dtype=torch.bfloat16), "b": [torch.ones(2, 3, dtype=torch.bool), "s"],
+             "c": Pair(torch.zeros(0), torch.arange(6).reshape(2, 3).t()), "d": ["x", "y"], "e": 3,
+             "f": (torch.full((2,), 7, dtype=torch.complex64),), "g": torch.ones(2, requires_grad=True)}
+    blocks = WorkerBlocks()
+    packed = SharedBatch.pack(batch, blocks, worker=0)
+    assert isinstance(packed, SharedBatch) and packed.handle is not None
+    received = pickle.loads(ForkingPickler.dumps(packed))
+    got = received.unpack(blocks.resolve(0, received.slot, received.handle))
+    assert type(got["c"]) is Pair and got["d"] == ["x", "y"] and got["e"] == 3 and got["b"][1] == "s"
+    for path in (("a",), ("b", 0), ("c", 0), ("c", 1), ("f", 0), ("g",)):
+        x, y = got, batch
+        for key in path:
+            x, y = x[key], y[key]
+        assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x.detach(), y.detach()), path
+    assert got["g"].requires_grad
+    assert SharedBatch.pack({"s": ["a"]}, blocks, worker=0) == {"s": ["a"]}  # nothing to pack

@@ -59,6 +59,12 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+def _scaling(cases: dict[str, Any], more: str, fewer: str) -> float | None:
+    """mds_loader's samples/s in case `more` over case `fewer` (e.g. 2 workers over 0)."""
+    a, b = _get(cases, more, "mds_loader", "samples_per_s"), _get(cases, fewer, "mds_loader", "samples_per_s")
+    return a / b if a and b else None
+
+
 def targets(out_dir: Path) -> list[dict[str, Any]]:
     spark = read_result(out_dir, "spark") or {}
     loader = read_result(out_dir, "loader") or {}
@@ -73,6 +79,11 @@ def targets(out_dir: Path) -> list[dict[str, Any]]:
         ("loader batches vs reference (0 workers)", ">= 50x", _get(cases, "DataLoader, 0 workers", "ratio"), lambda x: x >= 50, "x"),
         ("loader batches vs reference (2 workers)", ">= 50x", _get(cases, "DataLoader, 2 workers", "ratio"), lambda x: x >= 50, "x"),
         ("loader per-sample vs reference", ">= 3x", _get(cases, "per-sample iteration", "ratio"), lambda x: x >= 3, "x"),
+        ("loader batches scale: 2 workers / 0 workers", "> 1x",
+         _scaling(cases, "DataLoader, 2 workers", "DataLoader, 0 workers"), lambda x: x > 1, "x"),
+        ("loader per-sample collate scales: 2 workers / 0 workers", "> 1x",
+         _scaling(cases, "DataLoader, per-sample collate, 2 workers", "DataLoader, per-sample collate, 0 workers"),
+         lambda x: x > 1, "x"),
         ("fixed-size columns vs read limit, steady (0 workers)", ">= 0.5 (within 2x)",
          _get(fixed, "DataLoader, 0 workers", "mds_loader", "of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
         ("fixed-size columns vs read+decompress limit, epoch 1 (0 workers)", ">= 0.5 (within 2x)",

@@ -10,8 +10,10 @@ there:
 * the epoch counter and the loaded resume state live in a small per-dataset file
   (:mod:`mds_loader.run_state`), so the main process and its workers agree on the epoch without
   barriers;
-* shards are memory-mapped and decoded a batch at a time into Arrow (:meth:`iter_batches`), or a
-  sample at a time with the reference's exact values (``__iter__``, ``ds[i]``).
+* shards are memory-mapped; :meth:`iter_batches` copies several batches' rows at once straight
+  into one block of tensors or arrays (:mod:`mds_loader.format.gather`; Arrow and Polars batches,
+  and columns that need decoding, go through Arrow), ``__iter__`` and ``ds[i]`` decode a sample at
+  a time with the reference's exact values.
 """
 
 from __future__ import annotations

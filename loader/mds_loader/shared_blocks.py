@@ -129,7 +129,7 @@ def _guarded_payload(block: Any, nbytes: int) -> np.ndarray:
     """The block's payload as a uint8 array whose views all keep one memoryview alive (numpy's
     base chain); when the last of them is gone, the block is marked free."""
     payload = np.frombuffer(memoryview(block.numpy()), np.uint8, nbytes, HEADER)
-    weakref.finalize(payload.base, _release, block.numpy()[:1])
+    weakref.finalize(payload.base, _release, block.numpy()[:1]).atexit = False
     return payload
 
 

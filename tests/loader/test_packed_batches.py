@@ -266,3 +266,18 @@ def test_shared_batch_round_trip_keeps_structure_and_dtypes():
         assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x.detach(), y.detach()), path
     assert got["g"].requires_grad
     assert SharedBatch.pack({"s": ["a"]}, blocks, worker=0) == {"s": ["a"]}  # nothing to pack
+
+
+def test_spawned_workers_start_with_empty_pools(mixed):
+    """Workers started by spawn get the loader pickled: their pools start empty and every block
+    is sent with its handle the first time."""
+    kwargs = dict(batch_size=32, shuffle=True, shuffle_seed=11, columns=COLLATABLE)
+    for collate in (None, default_collate):
+        extra = {} if collate is None else {"collate_fn": collate}
+        spawned = StreamingDataLoader(StreamingDataset(local=str(mixed), **kwargs), batch_size=32, num_workers=2,
+                                      multiprocessing_context="spawn", persistent_workers=True, **extra)
+        forked = StreamingDataLoader(StreamingDataset(local=str(mixed), **kwargs), batch_size=32, num_workers=2,
+                                     collate_fn=default_collate)
+        for _ in range(2):
+            for got, want in zip(spawned, forked, strict=True):
+                _same(got, want)

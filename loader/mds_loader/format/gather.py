@@ -1,14 +1,16 @@
 """Rows of several shards copied straight into one block of memory, in the order asked for.
 
 The hot path of ``"torch"`` and ``"numpy"`` batches. Columns whose natural values are numbers,
-arrays of one shape, strings or bytes are copied once from the memory-mapped shard files into
+arrays of one shape, strings or bytes are copied from the memory-mapped shard files straight into
 column buffers carved out of one block that the caller allocates: private memory, or shared
 memory in a DataLoader worker, so that handing the chunk to the training process copies nothing
-and passes one handle. (Through Arrow, a chunk spanning several shards is copied three to four
-times: per shard, back into the requested order, then into shared memory, tensor by tensor.)
+and passes one handle. (Through Arrow, a chunk spanning several shards went through memory three
+to four times: per shard, back into the requested order, then into shared memory, tensor by
+tensor.)
 
 * Fixed-width values (numbers, ``ndarray`` rows of one shape) are gathered by numpy from a
-  sliding-window view of each shard file, one row copy per sample.
+  sliding-window view of each shard file, a few hundred KB at a time (the temporary stays in the
+  CPU cache), and scattered to their rows.
 * Strings and bytes are cut out of each shard by Arrow's ``take`` and put in order by one more
   ``take``; large values (images) are copied one slice each, straight from the shard files.
 
@@ -89,7 +91,7 @@ class _Part:
 
     def ordered(self, values: np.ndarray) -> np.ndarray:
         """Per-distinct-sample ``values`` in the order of this part's rows."""
-        return self.rows._order(values)
+        return self.rows.order(values)
 
 
 @dataclass
@@ -164,7 +166,7 @@ class RowsPlan:
             return True
         # Each shard's values cut out in its rows' order by one take (ShardRows), then put in the
         # requested order by another.
-        pieces = [part.rows._take(part.rows.col_starts[:, j], part.rows.sizes[:, j]) for part, j in zip(self._parts, source.columns)]
+        pieces = [part.rows.take(part.rows.col_starts[:, j], part.rows.sizes[:, j]) for part, j in zip(self._parts, source.columns)]
         if len(pieces) == 1:
             values = pieces[0]
         else:
@@ -275,7 +277,7 @@ def _plan_ndarray(parts: list[_Part], js: list[int], column: ReadColumn, n: int,
     for p, j in zip(parts, js):
         rows = p.rows
         heads = parse_ndarray_heads(rows.buf, rows.col_starts[:, j], rows.sizes[:, j], column.encoding, ndim,
-                                    column.name, rows._row_name)
+                                    column.name, rows.row_name)
         if heads.codes is not None and (code is None or np.any(heads.codes != code)):
             return None
         if len(heads.shapes):

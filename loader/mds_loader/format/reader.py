@@ -443,22 +443,22 @@ class ShardRows:
     def _corrupt(self, row: int, what: str) -> None:
         raise MDSFormatError(f"{self.reader.path}: sample {int(self.uniq[row])} {what}; the shard is corrupt")
 
-    def _row_name(self, row: int) -> str:
+    def row_name(self, row: int) -> str:
         return f"{self.reader.path}: sample {int(self.uniq[row])}"
 
-    def _request_name(self, i: int) -> str:
+    def request_name(self, i: int) -> str:
         return f"{self.reader.path}: sample {int(self.idx[i])}"
 
-    def _order(self, values: np.ndarray) -> np.ndarray:
+    def order(self, values: np.ndarray) -> np.ndarray:
         """Rows of per-unique-sample ``values`` in the requested order."""
         return values if self.inverse is None else values[self.inverse]
 
     def fixed(self, j: int) -> np.ndarray:
         """Column ``j`` (fixed size) of the requested rows, as an (n, size) uint8 array."""
         size = self.reader._sizes[j]
-        return byte_rows(self.buf, size)[self._order(self.col_starts[:, j])]  # type: ignore[arg-type]
+        return byte_rows(self.buf, size)[self.order(self.col_starts[:, j])]  # type: ignore[arg-type]
 
-    def _take(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    def take(self, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
         """Copies one byte range per distinct sample (ascending, as the samples are) into a
         compact ``large_binary`` array whose rows follow the requested indices, with one Arrow
         ``take`` over a ``large_binary`` view of the file: element 2k is range k, element 2k+1
@@ -482,7 +482,7 @@ class ShardRows:
         elif enc.kind == "ndarray":
             arr = self._ndarray(j, c)
         else:
-            arr = decode_var(self._take(self.col_starts[:, j], self.sizes[:, j]), enc, c.natural_type, c.name, self._request_name)
+            arr = decode_var(self.take(self.col_starts[:, j], self.sizes[:, j]), enc, c.natural_type, c.name, self.request_name)
         if c.arrow_type != arr.type:
             arr = to_logical(arr, enc, c.logical, c.arrow_type, c.name)  # type: ignore[arg-type]
         return arr
@@ -495,14 +495,14 @@ class ShardRows:
             t = t.value_type
         dtype = np.dtype(t.to_pandas_dtype())
         heads = parse_ndarray_heads(
-            self.buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self._row_name
+            self.buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self.row_name
         )  # on the distinct samples, then reordered
-        values = self._take(self.col_starts[:, j] + heads.prefix, self.sizes[:, j] - heads.prefix)
+        values = self.take(self.col_starts[:, j] + heads.prefix, self.sizes[:, j] - heads.prefix)
         if self.inverse is not None:
             heads = NdarrayHeads(
                 heads.prefix[self.inverse], None if heads.codes is None else heads.codes[self.inverse], heads.shapes[self.inverse]
             )
-        values = ndarray_values(values, heads, dtype, c.name, self._request_name)
+        values = ndarray_values(values, heads, dtype, c.name, self.request_name)
         return build_ndarray(values, heads.shapes, c.natural_type, c.name)
 
 

@@ -11,7 +11,9 @@ into the block by :mod:`mds_loader.format.gather`) or a whole collated batch
   process still uses it;
 * the training process keeps its mapping of every block it received (:class:`WorkerBlocks`), so a
   block sent again is named by its slot alone: no handshake, no new mapping, no page faults.
-  Workers forked for the next epoch inherit these mappings;
+  Workers forked for the next epoch inherit these mappings. This is safe even when the DataLoader
+  drops messages (an epoch cut short with persistent workers): a worker reuses a block only once
+  the training process has freed it, and it frees only blocks it has received and adopted;
 * the training process turns a block into tensors whose memory keeps one guard object alive:
   when the last tensor or view is gone, the guard's finalizer marks the block free. Batches a
   training loop keeps stay valid: their block is simply not reused.

@@ -281,3 +281,27 @@ def test_spawned_workers_start_with_empty_pools(mixed):
         for _ in range(2):
             for got, want in zip(spawned, forked, strict=True):
                 _same(got, want)
+
+
+def _after_cut_epochs(loader: StreamingDataLoader) -> list:
+    for stop in (3, 40, 7, 90):
+        for k, _ in enumerate(loader):  # each iteration is the next epoch
+            if k == stop:
+                break
+        else:
+            raise AssertionError("the epoch ended before the cut")
+    return list(loader)
+
+
+@pytest.mark.parametrize("collate", [None, default_collate])
+def test_epochs_cut_short_with_persistent_workers(mixed, collate):
+    """Breaking out of an epoch makes the DataLoader drop what the persistent workers had sent
+    already (blocks the training process never saw); every later batch must still be right."""
+    kwargs = dict(batch_size=16, shuffle=True, shuffle_seed=5, columns=COLLATABLE)
+    extra = {} if collate is None else {"collate_fn": collate}
+    loader = StreamingDataLoader(StreamingDataset(local=str(mixed), **kwargs), batch_size=16, num_workers=2,
+                                 persistent_workers=True, prefetch_factor=4, **extra)
+    reference = StreamingDataLoader(StreamingDataset(local=str(mixed), **kwargs), batch_size=16, num_workers=2,
+                                    collate_fn=default_collate)
+    for got, want in zip(_after_cut_epochs(loader), _after_cut_epochs(reference), strict=True):
+        _same(got, want)

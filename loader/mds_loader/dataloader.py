@@ -7,6 +7,10 @@ loader asks the dataset for whole batches (:meth:`StreamingDataset.iter_batches`
 collating one sample dict at a time. The batches are the same (same samples, same order, same
 dtypes); only faster. Pass ``batch_format="arrow"`` / ``"numpy"`` / ``"polars"`` to get other
 batch types.
+
+With workers, what a worker makes (a decoded chunk of several batches, or a collated batch)
+reaches the training process in one reused shared-memory block (:mod:`mds_loader.shared_blocks`)
+rather than in a new segment per tensor.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ import pyarrow as pa
 from .errors import MDSSchemaError
 from .format.columnar import build_ndarray
 from .format.encodings import Encoding
-from .format.gather import Layout, list_leaf
+from .format.gather import Layout
 from .format.reader import ReadColumn
+from .format.schema import list_leaf
 
 __all__ = [
     "BATCH_FORMATS",
@@ -52,9 +53,9 @@ def collatable(encoding: Encoding) -> bool:
 
 class TextColumn:
     """A ``str`` or ``bytes`` column of a decoded ``"torch"`` chunk, kept as Arrow keeps it: one
-    values buffer and int64 offsets. A slice is the batch's list of Python values. A DataLoader
-    worker sends it as two shared-memory tensors instead of pickling every value through a pipe
-    (for image-sized values that is three copies fewer)."""
+    values buffer and int64 offsets. A slice is the batch's list of Python values. Pickled (a chunk
+    a DataLoader worker decoded through Arrow), it travels as two shared-memory tensors instead of
+    every value through a pipe (for image-sized values that is three copies fewer)."""
 
     __slots__ = ("data", "offsets", "type")
 

@@ -68,7 +68,7 @@ __all__ = ["StreamingDataset"]
 
 # Samples decoded per call in batch iteration: large enough to amortize per-call costs, small
 # enough to stay in cache-friendly memory (a few MB for typical rows). Large rows (images) are
-# chunked by bytes instead: a DataLoader worker pickles whole chunks to the main process.
+# chunked by bytes instead: a DataLoader worker keeps a few chunk-sized shared-memory blocks.
 _CHUNK_SAMPLES = 8192
 _CHUNK_BYTES = 32 << 20
 

@@ -75,6 +75,11 @@ class BlockPool:
         self._blocks[slot], self._known[slot] = block, True
         return slot, block, False
 
+    def put_back(self, slot: int) -> None:
+        """Frees a block taken but not sent (it will be sent with its handle next time)."""
+        self._known[slot] = False
+        self.block(slot).numpy()[0] = 0
+
     def adopt(self, slot: int, block: Any) -> None:
         """Keeps this process's mapping of a worker's block (in the training process)."""
         self._blocks[slot], self._known[slot] = block, True
@@ -109,10 +114,8 @@ class WorkerBlocks:
         return slot, block, None if known and not self.resend else block
 
     def put_back(self, worker: int, slot: int) -> None:
-        """Returns a block taken but not sent (it will be sent with its handle next time)."""
-        pool = self.pool(worker)
-        pool._known[slot] = False
-        pool.block(slot).numpy()[0] = 0
+        """Frees a block of ``worker``'s pool taken but not sent."""
+        self.pool(worker).put_back(slot)
 
     def resolve(self, worker: int, slot: int, handle: Any) -> Any:
         """The block a message names (in the training process, in the order the worker sent)."""

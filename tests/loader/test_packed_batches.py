@@ -305,3 +305,24 @@ def test_epochs_cut_short_with_persistent_workers(mixed, collate):
                                     collate_fn=default_collate)
     for got, want in zip(_after_cut_epochs(loader), _after_cut_epochs(reference), strict=True):
         _same(got, want)
+
+
+def test_null_with_samples_repeated_in_a_chunk(tmp_path, monkeypatch):
+    """Each sample appears three times per epoch (epoch_size): the null is found at the same
+    batch as through Arrow, after the same batches."""
+    path = tmp_path / "nulls"
+    values = [float(i) if i != 23 else None for i in range(40)]
+    write_table(pa.table({"id": pa.array(range(40), pa.int64()), "x": pa.array(values, pa.float64())}), str(path))
+
+    def run():
+        ds = StreamingDataset(local=str(path), batch_size=8, shuffle=True, shuffle_seed=1, epoch_size=120)
+        got = []
+        with pytest.raises(TypeError, match=r"column 'x' is null in sample \d+") as caught:
+            for batch in ds.iter_batches("torch"):
+                got.append(batch["x"])
+        return torch.cat(got), str(caught.value)
+
+    packed, packed_error = run()
+    _arrow_path(monkeypatch)
+    arrow, arrow_error = run()
+    assert torch.equal(packed, arrow) and packed_error == arrow_error

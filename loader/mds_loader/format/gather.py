@@ -29,9 +29,10 @@ import numpy as np
 import pyarrow as pa
 
 from .columnar import NDARRAY_DTYPE_CODES, parse_ndarray_heads
-from .reader import ReadColumn, ShardReader, ShardRows, byte_rows
+from .reader import ReadColumn, ShardRows, byte_rows
+from .schema import list_leaf
 
-__all__ = ["ColumnSlot", "Layout", "RowsPlan", "Slot", "list_leaf", "plan_rows"]
+__all__ = ["ColumnSlot", "Layout", "RowsPlan", "Slot", "plan_rows"]
 
 _I64 = np.int64
 _ALIGN = 64  # every buffer starts on a cache line
@@ -85,13 +86,12 @@ class _Part:
     rows: ShardRows
     positions: np.ndarray | None
 
-    @property
-    def reader(self) -> ShardReader:
-        return self.rows.reader
-
-    def ordered(self, values: np.ndarray) -> np.ndarray:
-        """Per-distinct-sample ``values`` in the order of this part's rows."""
-        return self.rows.order(values)
+    def scatter(self, out: np.ndarray, values: np.ndarray) -> None:
+        """Puts this part's ``values`` (in its rows' order) at their rows of ``out``."""
+        if self.positions is None:
+            out[...] = values
+        else:
+            out[self.positions] = values
 
 
 @dataclass
@@ -185,15 +185,6 @@ class RowsPlan:
         return True
 
 
-def list_leaf(t: pa.DataType) -> tuple[pa.DataType, int]:
-    """The element type of a (nested) list type and its depth (``t`` itself and 0 if not a list)."""
-    depth = 0
-    while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        depth += 1
-        t = t.value_type
-    return t, depth
-
-
 def plan_rows(
     parts: Sequence[tuple[ShardRows, np.ndarray | None]],
     columns: Sequence[ReadColumn],
@@ -224,15 +215,15 @@ def plan_rows(
 
     for c in columns:
         enc = c.encoding
-        js = [p.reader._col[c.name] for p in chosen]
-        fixed = [p.reader._sizes[j] for p, j in zip(chosen, js)]
+        js = [p.rows.reader._col[c.name] for p in chosen]
         if enc.kind in _FIXED_KINDS or (enc.kind == "ndarray" and enc.shape is not None and enc.dtype is not None):
-            if fixed[0] is None:
+            width = chosen[0].rows.reader._sizes[js[0]]  # (every shard has the same columns)
+            if width is None:
                 return None
             dtype = enc.dtype.newbyteorder("=")  # type: ignore[union-attr]
             shape = tuple(enc.shape) if enc.kind == "ndarray" else ()  # type: ignore[arg-type]
-            starts = [p.ordered(p.rows.col_starts[:, j]) for p, j in zip(chosen, js)]
-            sources.append(_Source(ColumnSlot(c.name, place(dtype, (n, *shape))), starts, int(fixed[0])))
+            starts = [p.rows.order(p.rows.col_starts[:, j]) for p, j in zip(chosen, js)]
+            sources.append(_Source(ColumnSlot(c.name, place(dtype, (n, *shape))), starts, width))
         elif enc.kind == "ndarray":
             source = _plan_ndarray(chosen, js, c, n, place)
             if source is None:
@@ -242,12 +233,8 @@ def plan_rows(
             lengths = np.empty(n, _I64)
             starts = []
             for p, j in zip(chosen, js):
-                size = p.ordered(p.rows.sizes[:, j])
-                if p.positions is None:
-                    lengths[:] = size
-                else:
-                    lengths[p.positions] = size
-                starts.append(p.ordered(p.rows.col_starts[:, j]))
+                p.scatter(lengths, p.rows.order(p.rows.sizes[:, j]))
+                starts.append(p.rows.order(p.rows.col_starts[:, j]))
             data = place(np.dtype(np.uint8), (int(lengths.sum()),))
             slot = ColumnSlot(c.name, data, place(np.dtype(_I64), (n + 1,)), enc.kind == "str")
             sources.append(_Source(slot, starts, None, lengths, js))
@@ -255,14 +242,10 @@ def plan_rows(
             return None
     null_bits = None
     if null_mask is not None:
-        width = chosen[0].reader._sizes[chosen[0].reader._col[null_mask]]
-        null_bits = np.empty((n, width), np.uint8)  # type: ignore[arg-type]
+        reader = chosen[0].rows.reader
+        null_bits = np.empty((n, reader._sizes[reader._col[null_mask]]), np.uint8)  # type: ignore[arg-type]
         for p in chosen:
-            bits = p.ordered(p.rows.fixed(p.reader._col[null_mask]))  # type: ignore[arg-type]
-            if p.positions is None:
-                null_bits[...] = bits
-            else:
-                null_bits[p.positions] = bits
+            p.scatter(null_bits, p.rows.fixed(p.rows.reader._col[null_mask]))
     return RowsPlan(chosen, sources, Layout(offset, n, tuple(s.slot for s in sources)), null_bits)
 
 
@@ -286,7 +269,7 @@ def _plan_ndarray(parts: list[_Part], js: list[int], column: ReadColumn, n: int,
                 shape = first
             if first != shape or np.any(heads.shapes != heads.shapes[0]):
                 return None
-        starts.append(p.ordered(rows.col_starts[:, j] + heads.prefix))
+        starts.append(rows.order(rows.col_starts[:, j] + heads.prefix))
     if shape is None:
         shape = (0,) * ndim
     width = int(np.prod(shape, dtype=_I64)) * dtype.itemsize

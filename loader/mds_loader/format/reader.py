@@ -50,6 +50,7 @@ from .schema import (
     arrow_from_logical,
     default_encoding,
     element_dtype,
+    list_leaf,
     natural_arrow,
     read_arrow_type,
 )
@@ -488,12 +489,8 @@ class ShardRows:
         return arr
 
     def _ndarray(self, j: int, c: ReadColumn) -> pa.Array:
-        t = c.natural_type
-        ndim = 0
-        while pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
-            ndim += 1
-            t = t.value_type
-        dtype = np.dtype(t.to_pandas_dtype())
+        leaf, ndim = list_leaf(c.natural_type)
+        dtype = np.dtype(leaf.to_pandas_dtype())
         heads = parse_ndarray_heads(
             self.buf, self.col_starts[:, j], self.sizes[:, j], c.encoding, ndim, c.name, self.row_name
         )  # on the distinct samples, then reordered

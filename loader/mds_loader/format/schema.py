@@ -45,6 +45,7 @@ __all__ = [
     "read_arrow_type",
     "ndarray_leaf",
     "numeric_dtype",
+    "list_leaf",
     "make_spark_mds",
     "parse_spark_mds",
 ]
@@ -291,6 +292,13 @@ def _arrow_leaf(arrow_type: pa.DataType | None) -> tuple[pa.DataType | None, lis
     if t is not None and pa.types.is_dictionary(t):
         t = t.value_type
     return t, sizes
+
+
+def list_leaf(arrow_type: pa.DataType) -> tuple[pa.DataType, int]:
+    """The element type of a (nested) Arrow list type and its depth (the type itself and 0 if it is
+    not a list)."""
+    leaf, sizes = _arrow_leaf(arrow_type)
+    return leaf, len(sizes)  # type: ignore[return-value]
 
 
 _ARROW_DTYPES = {

@@ -12,9 +12,14 @@ TORCH  := torch==2.13.0
 SCALA_SOURCES := $(shell find jvm -type f 2>/dev/null)
 JAR := spark_mds/jars/spark-mds.jar
 
-.PHONY: setup test demo bench jar ref-venv clean
+.PHONY: setup build-tools test demo bench jar ref-venv clean
 
-setup: $(STAMPS)/python $(JAR) $(STAMPS)/ref-venv
+# What the demo needs: the venv with both distributions, and the plugin jar (built with Java and
+# Gradle, which build-tools installs where it can). The reference's venv is for tests and benchmarks.
+setup: build-tools $(STAMPS)/python $(JAR)
+
+build-tools:
+	@sh tools/ensure_build_tools.sh
 
 # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 $(STAMPS)/venv:
@@ -29,6 +34,7 @@ $(STAMPS)/python: $(STAMPS)/venv pyproject.toml loader/pyproject.toml
 	@touch $@
 
 $(JAR): $(STAMPS)/python build.gradle settings.gradle $(SCALA_SOURCES)
+	@sh tools/ensure_build_tools.sh
 	gradle -q --offline -PsparkJars="$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')" jar
 	@touch $@
 
@@ -41,7 +47,7 @@ $(STAMPS)/ref-venv: tests/interop/requirements-ref.txt tests/interop/make_ref_ve
 
 ref-venv: $(STAMPS)/ref-venv
 
-test: setup
+test: setup ref-venv
 	$(PY) -m pytest tests
 
 demo: setup
@@ -49,7 +55,7 @@ demo: setup
 
 # Every benchmark, its JSON under bench/results/ and the plots in docs/img/; BENCH_ARGS=--quick for a smoke run.
 BENCH_ARGS ?=
-bench: setup
+bench: setup ref-venv
 	$(PY) -m bench all $(BENCH_ARGS)
 
 clean:

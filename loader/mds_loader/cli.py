@@ -558,7 +558,9 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         rel = os.path.relpath(c.path, path)
         if not c.old_enough:
             kept += 1
-            print(f"kept (modified {_duration(c.age_seconds)} ago)  {rel}")
+            why = (f"write job {c.running_job} is running: its marker is newer than --older-than" if c.running_job
+                   else f"modified {_duration(c.age_seconds)} ago")
+            print(f"kept ({why})  {rel}")
             continue
         if not args.dry_run:
             try:
@@ -569,7 +571,7 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         removed_bytes += c.bytes
         print(f"{'would remove' if args.dry_run else 'removed'}  {rel}  ({_size(c.bytes)}, {_duration(c.age_seconds)} old)")
     verb = "would be removed" if args.dry_run else "removed"
-    summary = f"vacuum {path}: {removed} unreferenced shard file(s) {verb} ({_size(removed_bytes)})"
+    summary = f"vacuum {path}: {removed} unreferenced file(s) {verb} ({_size(removed_bytes)})"
     if kept:
         summary += f"; {kept} newer than --older-than {args.older_than_text} kept (a writer may still publish them)"
     print(summary)

@@ -33,6 +33,7 @@ from .format.index import INDEX_BASENAME, Index, ShardEntry, load_index
 from .format.reader import MDSDataset, ReadColumn, ReadSchema, ShardReader
 from .format.schema import LogicalType, NdarrayInfo, natural_logical, type_string
 from .format.shard import parse_shard_header
+from .format.write_jobs import JOB_MARKER_PATTERN, TEMP_INDEX_PATTERN, job_of
 from .storage import is_remote
 
 __all__ = [
@@ -49,8 +50,6 @@ __all__ = [
 
 #: Names of the files that ``vacuum`` may remove (``shard.00000.mds``, ``shard.J.00003.7.00001.mds.zstd``).
 SHARD_FILE_PATTERN = "shard.*.mds*"
-#: The temporary ``index.json`` of a Spark write job (docs/format.md §6), left if its driver died.
-TEMP_INDEX_PATTERN = ".index.json.*.tmp"
 
 
 # ---------------------------------------------------------------------------- paths
@@ -592,6 +591,8 @@ class VacuumCandidate:
     bytes: int
     age_seconds: float
     old_enough: bool
+    #: The Spark write job whose marker, younger than ``older_than``, keeps this file (None: no such job).
+    running_job: str | None = None
 
 
 def _index_files(directory: str) -> set[str]:
@@ -608,13 +609,16 @@ def _index_files(directory: str) -> set[str]:
 def find_unreferenced(path: str, older_than: float, now: float | None = None) -> tuple[list[VacuumCandidate], list[str]]:
     """The files that ``mds vacuum`` would remove: names matching ``shard.*.mds*`` that no index
     references, in the dataset directory and in the subdirectories its index names files in
-    (merged datasets), and temporary indexes (``.index.json.*.tmp``) of writers that died. A subdirectory with its own ``index.json`` keeps the files that index
-    references too. Other subdirectories are never entered.
+    (merged datasets), and the temporary indexes (``.index.json.J.tmp``) and job markers
+    (``.mds-write.J``) of Spark write jobs whose driver died (docs/format.md §6). A subdirectory
+    with its own ``index.json`` keeps the files that index references too. Other subdirectories are
+    never entered.
 
     The directories are listed *before* the index is read: a writer publishes its index only
     after its shard files exist, so any file listed here that a concurrently published index
     references is seen as referenced. ``older_than`` (seconds) protects the files of writers that
-    have not published their index yet.
+    have not published their index yet: a file is old enough when it and the marker of its job, if
+    any, are at least that old (a running Spark job keeps its marker).
 
     Returns:
         The candidates (``old_enough`` says whether they are old enough to remove) and warnings.
@@ -633,8 +637,9 @@ def find_unreferenced(path: str, older_than: float, now: float | None = None) ->
         except FileNotFoundError:
             continue
         for e in entries:
-            # Shard files, and the temporary index of a Spark writer that died publishing it.
-            leftover = fnmatch.fnmatchcase(e.name, SHARD_FILE_PATTERN) or (d == path and fnmatch.fnmatchcase(e.name, TEMP_INDEX_PATTERN))
+            # Shard files, and what a Spark write job whose driver died leaves beside them.
+            leftover = fnmatch.fnmatchcase(e.name, SHARD_FILE_PATTERN) or (d == path and (
+                fnmatch.fnmatchcase(e.name, TEMP_INDEX_PATTERN) or fnmatch.fnmatchcase(e.name, JOB_MARKER_PATTERN)))
             if leftover and e.is_file(follow_symlinks=False):
                 listed.append((os.path.normpath(e.path), e.stat(follow_symlinks=False)))
     referenced = _index_files(path)  # re-read after listing (see above)
@@ -645,10 +650,14 @@ def find_unreferenced(path: str, older_than: float, now: float | None = None) ->
             except (MDSError, OSError) as exc:
                 warnings.append(f"{d}: skipped, its own {INDEX_BASENAME} is unreadable ({exc})")
                 referenced |= {p for p, _ in listed if os.path.dirname(p) == d}
+    running = {job_of(os.path.basename(p)) for p, st in listed
+               if fnmatch.fnmatchcase(os.path.basename(p), JOB_MARKER_PATTERN) and now - st.st_mtime < older_than}
     candidates = []
     for p, st in listed:
         if p in referenced:
             continue
         age = now - st.st_mtime
-        candidates.append(VacuumCandidate(p, st.st_size, age, age >= older_than))
+        job = job_of(os.path.basename(p)) if os.path.dirname(p) == path else None
+        keeper = job if job in running else None
+        candidates.append(VacuumCandidate(p, st.st_size, age, age >= older_than and keeper is None, keeper))
     return candidates, warnings

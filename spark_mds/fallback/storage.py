@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from mds_loader.errors import MDSConfigError
 from mds_loader.format.index import INDEX_BASENAME, check_basename, publish_index_if_unchanged
+from mds_loader.format.write_jobs import temp_index
 from mds_loader.storage import RemoteStore
 
 __all__ = ["DatasetStore", "LocalStore", "FsspecStore", "open_store", "is_local_path"]
@@ -131,7 +132,7 @@ class LocalStore:
 
     def publish_index(self, data: bytes, job_id: str) -> None:
         # The temporary name carries the job id, so that the job's cleanup finds a leftover.
-        tmp = self._path(f".{INDEX_BASENAME}.{job_id}.tmp")
+        tmp = self._path(temp_index(job_id))
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -146,7 +147,7 @@ class LocalStore:
     def publish_index_if_unchanged(self, data: bytes, job_id: str, expected: bytes | None,
                                    before_publish: Callable[[], None] | None = None) -> bool:
         # Under an fcntl lock on the current index.json, shared with the JVM source's writers.
-        return publish_index_if_unchanged(self.root, data, expected, f".{INDEX_BASENAME}.{job_id}.tmp", before_publish)
+        return publish_index_if_unchanged(self.root, data, expected, temp_index(job_id), before_publish)
 
     def list_names(self, prefix: str) -> list[str]:
         try:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +23,7 @@ from pyspark.sql.types import StructType
 
 from mds_loader.errors import MDSError, MDSSchemaError
 from mds_loader.format import TableWriter
-from mds_loader.format.index import INDEX_BASENAME
+from mds_loader.format.write_jobs import job_marker, job_prefix, new_job_id, temp_index
 
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
@@ -34,6 +32,7 @@ from .storage import DatasetStore, open_store
 
 __all__ = [
     "ConcurrentWriteError",
+    "JobEndedError",
     "MdsCommitMessage",
     "WritePlan",
     "MdsArrowWriter",
@@ -44,24 +43,14 @@ __all__ = [
 
 log = logging.getLogger("spark_mds.fallback")
 
-#: After a failed job, how long no new file of the job must appear before abort returns (longer
-#: than Spark's default ``spark.python.task.killTimeout`` of 2 s), and the longest abort waits.
-ABORT_SETTLE_SECONDS = 3.0
-ABORT_MAX_SECONDS = 60.0
-
 
 class ConcurrentWriteError(MDSError, RuntimeError):
     """Another writer changed ``index.json`` while this job ran (docs/format.md §6)."""
 
 
-def new_job_id() -> str:
-    """A random write job id: 12 lowercase hex digits."""
-    return secrets.token_hex(6)
-
-
-def job_prefix(job_id: str) -> str:
-    """The prefix of every shard file a job writes."""
-    return f"shard.{job_id}."
+class JobEndedError(MDSError, RuntimeError):
+    """A task attempt's job has ended (failed, or committed with another attempt of its partition):
+    the attempt removed its files."""
 
 
 def _digest(data: bytes | None) -> str | None:
@@ -130,7 +119,8 @@ class _DryOutput:
 def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) -> WritePlan:
     """Plans a write job on the driver: validates the options, reads the existing index, builds
     the layout (an append keeps the dataset's), checks it with a dry-run shard writer, draws the
-    job id and creates the directory.
+    job id, creates the directory and the job's marker (:func:`job_marker`; Spark ends the job
+    it plans with :meth:`MdsArrowWriter.commit` or :meth:`MdsArrowWriter.abort`, which delete it).
 
     Raises:
         MDSConfigError, MDSSchemaError, MDSEncodingError, MDSIndexError: before any task runs,
@@ -159,24 +149,39 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
     if opts.compression and opts.compression.split(":")[0] == "lz4":
         log.warning("writing %s with lz4 compression, an spark-mds extension that mosaicml-streaming cannot read", where)
     store.ensure_dir()
+    store.write_bytes(job_marker(plan.job_id), b"")
     return plan
 
 
 class _RecordingOutput:
-    """The shard writer's output for one task: writes each shard file from memory through the
-    store (a local file, or one upload to a remote store) and remembers the names, so that a
-    failing task can remove its own files (like the JVM's ``DataWriter.abort``)."""
+    """The shard writer's output for one task attempt: writes each shard file from memory through
+    the store (a local file, or one upload to a remote store) and remembers the names, so that a
+    failing attempt can remove its own files (like the JVM's ``DataWriter.abort``).
 
-    def __init__(self, store: DatasetStore) -> None:
+    Before and after each file it checks that the job still runs (its marker): a file created before
+    the driver's commit or abort listed the job's files is listed, and one created after that finds
+    the marker gone, so the attempt fails and removes it (docs/format.md §6)."""
+
+    def __init__(self, store: DatasetStore, job_id: str) -> None:
         self.store = store
         self.root = store.location
         self.written: list[str] = []
+        self._job_id = job_id
         self._lock = threading.Lock()
 
+    def _check_job(self) -> None:
+        if not self.store.exists(job_marker(self._job_id)):
+            raise JobEndedError(
+                f"write job {self._job_id} of {self.root} has ended (it failed, or finished with another attempt of this "
+                "partition): this attempt removed its files"
+            )
+
     def write_file(self, basename: str, data: bytes) -> None:
+        self._check_job()
         with self._lock:
             self.written.append(basename)
         self.store.write_bytes(basename, data)
+        self._check_job()
 
     def write_index(self, text: str) -> None:  # tasks never write the index
         raise AssertionError("a write task must not write index.json")
@@ -236,7 +241,7 @@ class MdsArrowWriter(DataSourceArrowWriter):
         """Writes one task's batches as shards; returns their index entries."""
         plan = self.plan
         partition, attempt = _task_ids()
-        out = _RecordingOutput(plan.store())
+        out = _RecordingOutput(plan.store(), plan.job_id)
         writer = plan.table_writer(out, f"{job_prefix(plan.job_id)}{partition:05d}.{attempt}.")
         try:
             for batch in iterator:
@@ -274,11 +279,13 @@ class MdsArrowWriter(DataSourceArrowWriter):
                                                     snap.data):
                 raise changed
         except BaseException:
-            _remove_job_files(store, plan.job_id)
+            _end_failed_job(store, plan.job_id)
             raise
-        # Published: remove this job's unreferenced files and, on overwrite, the replaced shards.
+        # Published: end the job, then remove its unreferenced files (failed or duplicate attempts;
+        # an attempt still writing removes its own) and, on overwrite, the replaced shards.
         referenced = {n for s in new_shards for n in _basenames(s)}
         try:
+            store.delete([job_marker(plan.job_id)])
             store.delete([n for n in store.list_names(job_prefix(plan.job_id)) if n not in referenced])
             if plan.overwrite and snap.obj is not None:
                 old = {n for s in snap.obj.get("shards", []) for n in _basenames(s)}
@@ -290,22 +297,9 @@ class MdsArrowWriter(DataSourceArrowWriter):
         """Removes every file of this job (messages may hold None for failed tasks).
 
         Spark calls this as soon as the job fails, without waiting for the job's other running
-        tasks: it cancels them, and a Python worker that does not stop by itself is killed
-        ``spark.python.task.killTimeout`` (2 s by default) later, with no chance to remove its
-        files. So the job's files are removed until none has appeared for :data:`ABORT_SETTLE_SECONDS`
-        (at most :data:`ABORT_MAX_SECONDS`).
+        tasks. They find the job's marker gone at their next file and remove their own files.
         """
-        store = self.plan.store()
-        _remove_job_files(store, self.plan.job_id)
-        waited = quiet = 0.0
-        while quiet < ABORT_SETTLE_SECONDS and waited < ABORT_MAX_SECONDS:
-            time.sleep(0.25)
-            waited += 0.25
-            if store.list_names(job_prefix(self.plan.job_id)):
-                _remove_job_files(store, self.plan.job_id)
-                quiet = 0.0
-            else:
-                quiet += 0.25
+        _end_failed_job(self.plan.store(), self.plan.job_id)
 
 
 def _index_text(plan: WritePlan, snap: IndexSnapshot, new_shards: list[dict]) -> str:
@@ -322,8 +316,10 @@ def _index_text(plan: WritePlan, snap: IndexSnapshot, new_shards: list[dict]) ->
     return json.dumps(obj, sort_keys=True)
 
 
-def _remove_job_files(store: DatasetStore, job_id: str) -> None:
+def _end_failed_job(store: DatasetStore, job_id: str) -> None:
+    """Deletes the job's marker, then every file of the job (docs/format.md §6)."""
     try:
-        store.delete(store.list_names(job_prefix(job_id)) + [f".{INDEX_BASENAME}.{job_id}.tmp"])
+        store.delete([job_marker(job_id)])
+        store.delete(store.list_names(job_prefix(job_id)) + [temp_index(job_id)])
     except Exception as exc:
         log.warning("could not remove the files of an aborted write under %s: %s", store.location, exc)

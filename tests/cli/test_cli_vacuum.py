@@ -1,4 +1,5 @@
-"""`mds vacuum`: removes only old, unreferenced `shard.*.mds*` files; never a referenced file."""
+"""`mds vacuum`: removes only old, unreferenced `shard.*.mds*` files and what dead Spark jobs left; never a
+referenced file, nor a file of a running Spark job."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_dry_run_then_remove_with_the_age_threshold(capsys, tmp_path):
     assert f"would remove  {made['old'].name}  (100 B, 2.0 h old)" in lines
     assert f"would remove  {made['old_raw'].name}  (100 B, 2.0 h old)" in lines
     assert any(line.startswith("kept (modified ") and line.endswith(made["young"].name) for line in lines)
-    assert lines[-1] == (f"vacuum {ds}: 2 unreferenced shard file(s) would be removed (200 B); 1 newer than "
+    assert lines[-1] == (f"vacuum {ds}: 2 unreferenced file(s) would be removed (200 B); 1 newer than "
                          f"--older-than 1h kept (a writer may still publish them)")  # fmt: skip
 
     rc, out, _ = call(capsys, "vacuum", ds)
@@ -79,7 +80,7 @@ def test_referenced_files_are_never_removed(capsys, tmp_path):
     assert any(f.endswith(".mds") for f in before) and any(f.endswith(".mds.zstd") for f in before)
     proc = run_mds("vacuum", ds, "--older-than", "0")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"vacuum {ds}: 0 unreferenced shard file(s) removed (0 B)"
+    assert proc.stdout.strip() == f"vacuum {ds}: 0 unreferenced file(s) removed (0 B)"
     assert files(ds) == before
     assert read_table(ds).equals(table)
 
@@ -115,6 +116,31 @@ def test_merged_dataset_subdirectories(capsys, tmp_path):
     assert files(root) == sorted(set(before) - {str(p.relative_to(root)) for p in orphans})
     assert untouched.exists()
     assert read_table(root / "b").num_rows == 100 and read_table(root).num_rows > 100
+
+
+def test_running_spark_jobs_keep_their_files(capsys, tmp_path):
+    """A Spark write job's marker (.mds-write.J) keeps every file of the job while it is younger
+    than --older-than, however old the files; an old marker (its driver died) goes with them."""
+    ds = tmp_path / "ds"
+    table = _dataset(ds)
+    running = {n: ds / n for n in (".mds-write.0123456789ab", "shard.0123456789ab.00000.7.00000.mds.zstd",
+                                   ".index.json.0123456789ab.tmp")}  # fmt: skip
+    dead = {n: ds / n for n in (".mds-write.ba9876543210", "shard.ba9876543210.00001.3.00000.mds")}
+    for name, path in {**running, **dead}.items():
+        path.write_bytes(b"z" * 10)
+        _age(path, 2 * HOURS)
+    _age(running[".mds-write.0123456789ab"], 60)  # the running job's marker is young
+    rc, out, err = call(capsys, "vacuum", ds)
+    assert rc == 0, err
+    assert ("kept (write job 0123456789ab is running: its marker is newer than --older-than)  "
+            "shard.0123456789ab.00000.7.00000.mds.zstd") in out.splitlines()
+    assert all(p.exists() for p in running.values())
+    assert not any(p.exists() for p in dead.values())
+    assert out.splitlines()[-1] == (f"vacuum {ds}: 2 unreferenced file(s) removed (20 B); 3 newer than --older-than 1h "
+                                    "kept (a writer may still publish them)")  # fmt: skip
+    rc, out, err = call(capsys, "vacuum", ds, "--older-than", "30s")
+    assert rc == 0 and not any(p.exists() for p in running.values())
+    assert read_table(ds).equals(table)
 
 
 def test_bad_index_removes_nothing(capsys, tmp_path):

@@ -18,6 +18,7 @@ from pyspark.sql.types import (
 from fallback_support import files, read_index, referenced
 from mds_loader.errors import MDSConfigError, MDSEncodingError, MDSSchemaError
 from mds_loader.format import read_table
+from mds_loader.format.write_jobs import job_marker
 from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import new_write_layout, spark_arrow_schema
 from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_size, resolve_encodings
@@ -220,7 +221,6 @@ def test_failed_attempt_leaves_no_orphans(tmp_path, monkeypatch):
 
 
 def test_abort_removes_every_file_of_the_job(tmp_path, monkeypatch):
-    monkeypatch.setattr(writer_mod, "ABORT_SETTLE_SECONDS", 0.5)
     out = str(tmp_path / "ds")
     _write_job(out, [[_batch(range(10))]], monkeypatch)
     before = {f: open(os.path.join(out, f), "rb").read() for f in files(out)}
@@ -280,6 +280,8 @@ def test_nulls_the_layout_cannot_store(tmp_path, monkeypatch):
     writer = MdsArrowWriter(plan_write({"path": out, "nulls": "error"}, SCHEMA, False, out))
     with pytest.raises(MDSSchemaError, match="column 'text' holds a null but option nulls=error forbids nulls"):
         _task(writer, 0, 0, [_batch(range(10))], monkeypatch)
+    assert files(out) == {job_marker(writer.plan.job_id)}  # the job runs on (its marker), the task left nothing
+    writer.abort([None])
     assert files(out) == set()
 
 

@@ -6,14 +6,20 @@ Both implementations are exercised in one session: the JVM source is ``format("m
 Python fallback is registered beside it as ``format("mds_py")`` (the same code that serves
 ``format("mds")`` when the jar is absent).
 
-Fault injection at the driver's commit:
+Fault injection, the same points in both implementations (``MdsTestHooks`` in MdsWriteJob.scala for
+the JVM; for the fallback, a subclass of its writer defined here), set per write by the runtime conf
+``spark.mds.test.<point>`` (JVM) or the write option ``test.<point>`` (fallback):
 
-* JVM source: the runtime conf ``spark.mds.test.beforeCommit`` / ``spark.mds.test.beforePublish``
-  (``MdsTestHooks`` in MdsWriteJob.scala): the driver creates the named marker file when it gets
-  there and waits while the file exists.
-* Python fallback: the same two points, through a subclass of its writer defined here
-  (``beforeCommit``: every task has committed; ``beforePublish``: the optimistic check passed,
-  ``index.json`` is about to be replaced).
+* ``beforeCommit`` / ``beforePublish`` (a file path): the driver creates that file on reaching the
+  point (every task has committed / the optimistic check passed, ``index.json`` is about to be
+  replaced) and waits while it exists.
+* ``taskHooks`` (a directory): attempt ``a`` (its attempt number) of partition ``p`` creates
+  ``start.p.a`` when it starts and ``end.p.a`` once it has ended (after removing its own files if
+  it failed). Before writing its second shard file, if ``hold.p.a`` exists, it creates
+  ``held.p.a`` and waits while ``hold.p.a`` exists; then, if ``fail.p.a`` exists, it fails.
+
+Nothing here waits for time to pass: every step waits for a file that the other side creates or
+removes (:func:`wait_file`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,16 +38,30 @@ for _p in (HERE, os.path.join(ROOT, "tests", "spark")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+#: The longest any step waits for the other side (the test's own timeout is the real bound).
+PATIENCE = 600.0
+
+
+def wait_file(path: str, present: bool = True, what: str = "") -> None:
+    """Waits until ``path`` exists (or, with ``present=False``, no longer exists)."""
+    deadline = time.monotonic() + PATIENCE
+    while os.path.exists(path) != present:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {PATIENCE:.0f} s for {what or path} to {'appear' if present else 'go away'}")
+        time.sleep(0.02)
+
 
 def pause(marker: str | None) -> None:
-    """Creates ``marker`` and waits while it exists (at most 10 minutes)."""
+    """Creates ``marker`` and waits while it exists."""
     if not marker:
         return
-    with open(marker, "w"):
+    touch(marker)
+    wait_file(marker, present=False)
+
+
+def touch(path: str) -> None:
+    with open(path, "a"):
         pass
-    deadline = time.monotonic() + 600
-    while os.path.exists(marker) and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def emit(obj) -> None:
@@ -49,21 +70,38 @@ def emit(obj) -> None:
 
 # ---------------------------------------------------------------------------- fallback with hooks
 
+POINTS = ("beforeCommit", "beforePublish", "taskHooks")
+
 
 def hooked_fallback(name: str, hooks: dict[str, str]):
-    """A Python fallback source registered as ``name`` whose driver-side commit pauses at the
-    hooks' points: those given here, or per write by the options ``test.beforeCommit`` and
-    ``test.beforePublish`` (removed before the real source sees the options)."""
+    """A Python fallback source registered as ``name`` with the hooks of the module docstring: those
+    given here, or per write by the options ``test.<point>`` (removed before the real source sees
+    the options)."""
     from spark_mds.fallback.writer import MdsArrowWriter, WritePlan, plan_write
     from spark_mds.python_source import MdsDataSource
     from spark_mds.fallback.options import dataset_path
 
-    class PausingStore:
-        def __init__(self, store, marker):
-            self._store, self._marker = store, marker
+    class HookedStore:
+        """The store of the driver's commit (``beforePublish``) and of one task attempt (``taskHooks``)."""
+
+        def __init__(self, store, marker, task_dir, tag):
+            self._store, self._marker, self._task_dir, self._tag = store, marker, task_dir, tag
+            self._shards = 0
 
         def __getattr__(self, attr):
             return getattr(self._store, attr)
+
+        def write_bytes(self, name, data):
+            if self._task_dir and name.startswith("shard."):
+                self._shards += 1
+                if self._shards == 2:
+                    hold = os.path.join(self._task_dir, f"hold.{self._tag}")
+                    if os.path.exists(hold):
+                        touch(os.path.join(self._task_dir, f"held.{self._tag}"))
+                        wait_file(hold, present=False)
+                    if os.path.exists(os.path.join(self._task_dir, f"fail.{self._tag}")):
+                        raise RuntimeError(f"injected failure of attempt {self._tag} before its second shard file")
+            return self._store.write_bytes(name, data)
 
         def publish_index(self, *args, **kwargs):
             pause(self._marker)
@@ -80,14 +118,33 @@ def hooked_fallback(name: str, hooks: dict[str, str]):
     @dataclasses.dataclass(frozen=True)
     class HookedPlan(WritePlan):
         marker: str | None = None
+        task_dir: str | None = None
 
         def store(self):
-            return PausingStore(super().store(), self.marker)
+            from pyspark import TaskContext
+
+            ctx = TaskContext.get()
+            tag = None if ctx is None else f"{ctx.partitionId()}.{ctx.attemptNumber()}"
+            return HookedStore(super().store(), self.marker, self.task_dir if tag else None, tag)
 
     class HookedWriter(MdsArrowWriter):
         def __init__(self, plan, before_commit):
             super().__init__(plan)
             self.before_commit = before_commit
+
+        def write(self, iterator):
+            from pyspark import TaskContext
+
+            ctx = TaskContext.get()
+            tag = f"{ctx.partitionId()}.{ctx.attemptNumber()}"
+            task_dir = self.plan.task_dir
+            if task_dir:
+                touch(os.path.join(task_dir, f"start.{tag}"))
+            try:
+                return super().write(iterator)
+            finally:
+                if task_dir:
+                    touch(os.path.join(task_dir, f"end.{tag}"))
 
         def commit(self, messages):
             pause(self.before_commit)
@@ -96,18 +153,35 @@ def hooked_fallback(name: str, hooks: dict[str, str]):
     def writer(self, schema, overwrite):
         options = dict(self.options)
         points = dict(hooks)
-        for point in ("beforeCommit", "beforePublish"):
+        for point in POINTS:
             marker = options.pop(f"test.{point}".lower(), None)
             if marker:
                 points[point] = marker
         plan = plan_write(options, schema, overwrite, dataset_path(self.options))
         fields = {f.name: getattr(plan, f.name) for f in dataclasses.fields(WritePlan)}
-        return HookedWriter(HookedPlan(**fields, marker=points.get("beforePublish")), points.get("beforeCommit"))
+        hooked = HookedPlan(**fields, marker=points.get("beforePublish"), task_dir=points.get("taskHooks"))
+        return HookedWriter(hooked, points.get("beforeCommit"))
 
     return type(f"Hooked_{name}", (MdsDataSource,), {"short_name": name, "parallelism": 2, "writer": writer})
 
 
+def with_hooks(spark, fmt: str, writer, hooks: dict[str, str]):
+    """``writer`` (a DataFrameWriter) with the hooks set for its implementation; for the JVM they
+    are the session's runtime conf (unset ones cleared)."""
+    for point in POINTS:
+        marker = hooks.get(point, "")
+        if fmt == "mds":
+            spark.conf.set(f"spark.mds.test.{point}", marker)
+        elif marker:
+            writer = writer.option(f"test.{point}", marker)
+    return writer
+
+
 # ---------------------------------------------------------------------------- sessions
+
+#: Spark SIGKILLs the Python worker of a killed task that has not stopped after this long (2 s by
+#: default). Tests that hold a fallback task after its job ended need it to live on: a slow worker.
+PATIENT_PYTHON = {"spark.python.task.killTimeout": "600s"}
 
 
 def session(master: str = "local[2,2]", conf: dict[str, str] | None = None, fallback_hooks: dict | None = None):
@@ -120,12 +194,7 @@ def session(master: str = "local[2,2]", conf: dict[str, str] | None = None, fall
         b = b.config(k, v)
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("OFF")
-    if fallback_hooks is not None:
-        spark.dataSource.register(hooked_fallback("mds_py", fallback_hooks))
-    else:
-        from spark_mds.python_source import register_python_source
-
-        assert register_python_source(spark, "mds_py")
+    spark.dataSource.register(hooked_fallback("mds_py", fallback_hooks or {}))
     return spark
 
 
@@ -138,32 +207,6 @@ def read_ids(spark, fmt: str, path: str) -> list[int]:
     return sorted(r.id for r in spark.read.format(fmt).load(path).select("id").collect())
 
 
-class Watcher:
-    """Records the names of every shard file that appears in a directory while active (polling)."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self.seen, self._stop = path, set(), False
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                self.seen.update(n for n in os.listdir(self.path) if n.startswith("shard."))
-            except FileNotFoundError:
-                pass
-            time.sleep(0.005)
-
-    def __enter__(self) -> set:
-        import threading
-
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self.seen
-
-    def __exit__(self, *exc) -> None:
-        self._stop = True
-        self._thread.join()
-
-
 def _error(fn) -> str | None:
     try:
         fn()
@@ -172,41 +215,70 @@ def _error(fn) -> str | None:
         return f"{type(exc).__name__}: {exc}"[:3000]
 
 
+class Background:
+    """Runs ``fn`` in a thread; :meth:`result` waits for it and returns its error (None: it succeeded).
+
+    Spark looks up Python data sources (``mds_py``) in the active session of the calling JVM
+    thread, which a new thread does not have: the thread makes ``spark`` active first."""
+
+    def __init__(self, spark, fn) -> None:
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(spark, fn), daemon=True)
+        self._thread.start()
+
+    def _run(self, spark, fn) -> None:
+        spark._jvm.org.apache.spark.sql.SparkSession.setActiveSession(spark._jsparkSession)
+        self.error = _error(fn)
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def result(self) -> str | None:
+        self._thread.join(PATIENCE)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the write did not end within {PATIENCE:.0f} s")
+        return self.error
+
+
+def hook_dir(root: str, name: str) -> str:
+    d = os.path.join(root, name)
+    os.makedirs(d)
+    return d
+
+
 # ---------------------------------------------------------------------------- jobs
 
 
 def job_task_failures(args: dict) -> None:
-    """For each implementation: (1) a task whose first attempt fails after writing shards, then
-    (2) a job whose task fails every attempt, in append and overwrite mode."""
+    """For each implementation: (1) a task whose first attempt fails after writing a shard file,
+    then (2) a job whose task fails every attempt while the other task is held in its write until
+    the driver has aborted the job, in append and overwrite mode."""
 
     from rel_support import stored, tree
 
-    spark = session("local[2,2]")
+    spark = session("local[2,2]", PATIENT_PYTHON)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "20")  # fallback tasks write shards early
+    hooks_root = args["hooks"]
     for fmt, path in (("mds", args["jvm"]), ("mds_py", args["py"])):
         frame(spark, 0, 600).write.format(fmt).mode("overwrite").option("size_limit", "1kb").save(path)
         initial_jobs = {n.split(".")[1] for n in tree(path) if n.startswith("shard.")}
 
-        # Row 1550 of partition 1 fails the first time the JVM evaluates it (System.setProperty
-        # returns the previous value, "null" once), so only attempt 0 fails, after a pause of 1 s
-        # that lets the fallback's writer (another process) write the shards of the rows before.
-        # The arguments depend on the row, so that the optimizer cannot fold the calls.
-        key = f"mds.rel.{fmt}.{os.getpid()}.{time.time_ns()}"
-        # Wide rows: the JVM sends the fallback's writer its input through a 64 KiB buffer.
-        df = frame(spark, 1000, 1600, width=400).selectExpr(
-            f"CASE WHEN id = 1550 AND spark_partition_id() = 1 "
-            f"AND java_method('java.lang.Thread', 'sleep', CAST(1000 + 0 * id AS BIGINT)) = 'null' "
-            f"AND java_method('java.lang.System', 'setProperty', concat('{key}', spark_partition_id()), 'done') = 'null' "
-            f"THEN CAST(raise_error('injected failure of attempt 0') AS BIGINT) ELSE id END AS id", "text", "tokens")
-        with Watcher(path) as seen:
-            err = _error(lambda: df.write.format(fmt).mode("append").option("size_limit", "8kb").save(path))
+        # (1) Partition 1's first attempt writes a shard file, is held, then fails.
+        hooks = hook_dir(hooks_root, f"{fmt}.retry")
+        for name in ("hold.1.0", "fail.1.0"):
+            touch(os.path.join(hooks, name))
+        writer = with_hooks(spark, fmt, frame(spark, 1000, 1600).write.format(fmt).mode("append")
+                            .option("size_limit", "1kb"), {"taskHooks": hooks})  # fmt: skip
+        job = Background(spark, lambda: writer.save(path))
+        wait_file(os.path.join(hooks, "held.1.0"), what="partition 1's first attempt to be held")
+        failed_attempt_files = sorted(n for n in os.listdir(path) if n.startswith("shard.") and n.split(".")[1] not in initial_jobs
+                                      and n.split(".")[2] == "00001")  # fmt: skip
+        os.remove(os.path.join(hooks, "hold.1.0"))
+        err = job.result()
+        wait_file(os.path.join(hooks, "end.1.0"), what="the failed attempt's end")
         index = json.load(open(os.path.join(path, "index.json")))
-        final_attempts = {s["raw_data"]["basename"].split(".")[3] for s in index["shards"]
-                          if s["raw_data"]["basename"].split(".")[1] not in initial_jobs}
         result = {
-            "fmt": fmt, "retry_error": err,
-            "failed_attempt_files": sorted(n for n in seen if n.split(".")[1] not in initial_jobs
-                                           and n.split(".")[3] not in final_attempts),
+            "fmt": fmt, "retry_error": err, "failed_attempt_files": failed_attempt_files,
             "files": sorted(tree(path)), "referenced": sorted(stored(path)),
             "ids": read_ids(spark, fmt, path),
             "new_shards": [s["raw_data"]["basename"] for s in index["shards"]
@@ -214,14 +286,25 @@ def job_task_failures(args: dict) -> None:
         }  # fmt: skip
         before = tree(path)
 
-        bad = frame(spark, 2000, 2600).selectExpr(
-            "CASE WHEN id >= 2450 AND spark_partition_id() = 1 "
-            "THEN CAST(raise_error('injected failure of every attempt') AS BIGINT) ELSE id END AS id", "text", "tokens")
+        # (2) Partition 1 fails both attempts (local[2,2]); partition 0's first attempt, held in its
+        # write until the job has failed and the driver has aborted it, then writes on.
+        bad = frame(spark, 2000, 2600)
         for mode in ("append", "overwrite"):
-            err = _error(lambda: bad.write.format(fmt).mode(mode).option("size_limit", "1kb").save(path))
+            hooks = hook_dir(hooks_root, f"{fmt}.{mode}")
+            for name in ("hold.0.0", "hold.1.0", "fail.1.0", "fail.1.1"):
+                touch(os.path.join(hooks, name))
+            writer = with_hooks(spark, fmt, bad.write.format(fmt).mode(mode).option("size_limit", "1kb"), {"taskHooks": hooks})
+            job = Background(spark, lambda: writer.save(path))
+            wait_file(os.path.join(hooks, "held.0.0"), what="partition 0 to be held")
+            wait_file(os.path.join(hooks, "held.1.0"), what="partition 1 to be held")
+            os.remove(os.path.join(hooks, "hold.1.0"))  # partition 1 fails, and fails again: the job fails
+            err = job.result()  # the driver has aborted the job
+            os.remove(os.path.join(hooks, "hold.0.0"))  # partition 0 writes on
+            wait_file(os.path.join(hooks, "end.0.0"), what="partition 0's first attempt to end")
             after = tree(path)
             result[mode] = {"error": err, "unchanged": after == before,
                             "diff": sorted(set(after) ^ set(before)) + sorted(k for k in before if after.get(k, before[k]) != before[k])}
+        with_hooks(spark, fmt, spark.range(0).write, {})
         result["ids_after"] = read_ids(spark, fmt, path)
         emit(result)
 
@@ -230,58 +313,47 @@ def job_write(args: dict) -> None:
     """One write, with hooks; optionally waits at a barrier (a file per participant) first."""
     hooks = args.get("hooks", {})
     fmt = args["fmt"]
-    conf = {}
-    spark = session(args.get("master", "local[2]"), conf, fallback_hooks=hooks if fmt == "mds_py" and hooks else None)
-    if fmt == "mds":
-        for point, marker in hooks.items():
-            spark.conf.set(f"spark.mds.test.{point}", marker)
+    spark = session(args.get("master", "local[2]"))
     df = frame(spark, args["lo"], args["hi"], args.get("partitions", 2))
     df.count()  # warm up the session before the barrier
     barrier = args.get("barrier")
     if barrier:
-        open(os.path.join(barrier, args["name"]), "w").close()
-        while len(os.listdir(barrier)) < args["parties"]:
+        touch(os.path.join(barrier, args["name"]))
+        deadline = time.monotonic() + PATIENCE
+        while len(os.listdir(barrier)) < args["parties"] and time.monotonic() < deadline:
             time.sleep(0.01)
     emit({"started": time.time()})
-    err = _error(lambda: df.write.format(fmt).mode(args.get("mode", "append")).option("size_limit", args.get("size_limit", "2kb"))
-                 .save(args["path"]))
+    writer = df.write.format(fmt).mode(args.get("mode", "append")).option("size_limit", args.get("size_limit", "2kb"))
+    err = _error(lambda: with_hooks(spark, fmt, writer, hooks).save(args["path"]))
     emit({"done": time.time(), "error": err})
 
 
 def job_speculation(args: dict) -> None:
-    """Writes with speculative execution on: partition 0's first attempt is slow (it sleeps at
-    its end, after writing shards), so a speculative copy runs on the other executor and wins."""
-    from pyspark import TaskContext
-    from pyspark.sql import functions as F
-
+    """Writes with speculative execution on. Partition 0's first attempt is held in its write (after
+    its first shard file) until the job has ended: Spark launches a speculative copy on the other
+    executor, which wins. Then the first attempt writes on, as a slow duplicate would."""
     conf = {
         "spark.speculation": "true", "spark.speculation.interval": "100ms", "spark.speculation.multiplier": "1.2",
         "spark.speculation.quantile": "0.5", "spark.speculation.minTaskRuntime": "300ms",
         "spark.executor.memory": "512m", "spark.driver.host": "127.0.0.1", "spark.task.maxFailures": "4",
-        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.python": sys.executable, **PATIENT_PYTHON,
     }  # fmt: skip
     spark = session(args["master"], conf)
-    marks = args["marks"]
     out = []
     for fmt, path in (("mds", args["jvm"]), ("mds_py", args["py"])):
         frame(spark, 0, 400, 4).write.format(fmt).mode("overwrite").option("size_limit", "1kb").save(path)
-
-        @F.udf("long")
-        def slow(x, fmt=fmt):
-            ctx = TaskContext.get()
-            name = f"{fmt}.{ctx.partitionId()}.{ctx.attemptNumber()}.{ctx.taskAttemptId()}"
-            if not os.path.exists(os.path.join(marks, name)):
-                open(os.path.join(marks, name), "w").close()
-            if ctx.partitionId() == 0 and ctx.attemptNumber() == 0 and x >= 1090:
-                time.sleep(0.3)  # 10 rows: 3 s, long after the other tasks
-            return x
-
-        df = frame(spark, 1000, 1400, 4).select(slow("id").alias("id"), "text", "tokens")
-        err = _error(lambda: df.write.format(fmt).mode("append").option("size_limit", "1kb").save(path))
-        time.sleep(3)  # let a killed attempt finish its cleanup before the files are compared
+        hooks = hook_dir(args["marks"], fmt)
+        touch(os.path.join(hooks, "hold.0.0"))
+        writer = with_hooks(spark, fmt, frame(spark, 1000, 1400, 4).write.format(fmt).mode("append")
+                            .option("size_limit", "1kb"), {"taskHooks": hooks})  # fmt: skip
+        job = Background(spark, lambda: writer.save(path))
+        wait_file(os.path.join(hooks, "held.0.0"), what="partition 0's first attempt to be held")
+        err = job.result()  # ends once the speculative copy of partition 0 has won
+        os.remove(os.path.join(hooks, "hold.0.0"))
+        wait_file(os.path.join(hooks, "end.0.0"), what="the first attempt of partition 0 to end")
         index = json.load(open(os.path.join(path, "index.json")))
         out.append({"fmt": fmt, "error": err, "ids": read_ids(spark, fmt, path),
-                    "attempts": sorted(n for n in os.listdir(marks) if n.startswith(fmt + ".")),
+                    "attempts": sorted(n[len("start."):] for n in os.listdir(hooks) if n.startswith("start.")),
                     "shards": [s["raw_data"]["basename"] for s in index["shards"]]})  # fmt: skip
     emit({"results": out})
 
@@ -289,16 +361,10 @@ def job_speculation(args: dict) -> None:
 def job_rounds(args: dict) -> None:
     """A sequence of appends, each with its own format, path and hook markers: the test moves
     two such drivers forward in lockstep to make them race. One line per round."""
-    spark = session("local[2]", fallback_hooks={})
+    spark = session("local[2]")
     for r in args["rounds"]:
-        df = frame(spark, r["lo"], r["hi"])
-        writer = df.write.format(r["fmt"]).mode("append").option("size_limit", "2kb")
-        for point in ("beforeCommit", "beforePublish"):
-            marker = r.get("hooks", {}).get(point, "")
-            if r["fmt"] == "mds":
-                spark.conf.set(f"spark.mds.test.{point}", marker)
-            elif marker:
-                writer = writer.option(f"test.{point}", marker)
+        writer = frame(spark, r["lo"], r["hi"]).write.format(r["fmt"]).mode("append").option("size_limit", "2kb")
+        writer = with_hooks(spark, r["fmt"], writer, r.get("hooks", {}))
         start = time.time()
         err = _error(lambda: writer.save(r["path"]))
         emit({"round": r["name"], "error": err, "seconds": time.time() - start})

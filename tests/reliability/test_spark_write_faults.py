@@ -2,11 +2,12 @@
 
 * a task fails on its first attempt: it is retried; index.json lists only the committed shards,
   the failed attempt's files are gone, the data is read back exactly once;
-* a task fails on every attempt: the job fails; the previous index.json and its shards are
-  untouched byte for byte and no file of the job remains;
+* a task fails on every attempt while the other task is held in its write until the driver has
+  aborted the job, then writes on: the job fails; the previous index.json and its shards are
+  untouched byte for byte and no file of the job remains, or appears afterwards;
 * the driver is killed (SIGKILL, the whole process group) between the tasks' commits and the
   index write: the old dataset stays readable and unchanged, and ``mds vacuum PATH --older-than 0``
-  removes exactly the job's unreferenced files and nothing else.
+  removes exactly the job's files (shards, marker, temporary index) and nothing else.
 
 Each Spark driver is its own process (spark_jobs.py).
 """
@@ -21,6 +22,7 @@ import time
 
 import pytest
 
+from mds_loader.format.write_jobs import job_marker, job_of
 from rel_support import CHILD_ENV, HERE, ROOT, kill_group, run_child, tree, wait_for  # noqa: I001
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -35,8 +37,9 @@ def _jar() -> None:
 
 def test_task_failures(tmp_path):
     _jar()
-    lines, _ = run_child([str(HERE / "spark_jobs.py"), "task_failures",
-                          json.dumps({"jvm": str(tmp_path / "jvm"), "py": str(tmp_path / "py")})], timeout=600)  # fmt: skip
+    (tmp_path / "hooks").mkdir()
+    args = {"jvm": str(tmp_path / "jvm"), "py": str(tmp_path / "py"), "hooks": str(tmp_path / "hooks")}
+    lines, _ = run_child([str(HERE / "spark_jobs.py"), "task_failures", json.dumps(args)], timeout=600)
     results = [r for r in lines if "fmt" in r]
     assert [r["fmt"] for r in results] == list(FORMATS)
     for r in results:
@@ -48,10 +51,10 @@ def test_task_failures(tmp_path):
         assert not set(r["failed_attempt_files"]) & set(r["files"]), fmt  # the failed attempt's files are gone
         attempts = {n.split(".")[3] for n in r["new_shards"] if n.split(".")[2] == "00001"}
         assert len(attempts) == 1, (fmt, attempts)  # partition 1 comes from one attempt only
-        assert r["failed_attempt_files"], fmt  # the failed attempt had written shards (they were seen)
-        # failing job
+        assert r["failed_attempt_files"], fmt  # the failed attempt had written a shard (seen while it was held)
+        # failing job, whose other task writes on after the driver's abort
         for mode in ("append", "overwrite"):
-            assert "injected failure of every attempt" in (r[mode]["error"] or ""), (fmt, mode, r[mode]["error"])
+            assert "injected failure of attempt 1.1" in (r[mode]["error"] or ""), (fmt, mode, r[mode]["error"])
             assert r[mode]["unchanged"], (fmt, mode, r[mode]["diff"])
         assert r["ids_after"] == r["ids"], fmt
 
@@ -99,10 +102,10 @@ def test_driver_killed_between_task_commits_and_index_write(tmp_path, fmt, point
             kill_group(proc)
     after = tree(path)
     new = sorted(set(after) - set(before))
-    # The job had written its shards, and nothing of the old dataset changed.
-    assert new and all(n.startswith("shard.") or n.startswith(".index.json.") for n in new), new
-    assert len({n.split(".")[1] for n in new if n.startswith("shard.")}) == 1  # one job id
-    assert set(during) - set(before) <= set(new) | {".index.json.lock"}
+    # The job had written its shards (and its marker), and nothing of the old dataset changed.
+    assert {job_of(n) for n in new} == {job_of(new[-1])}, new  # one job's files only
+    assert any(n.startswith("shard.") for n in new) and job_marker(job_of(new[-1])) in new, new
+    assert set(during) - set(before) <= set(new)
     assert {k: after[k] for k in before} == before
     assert read_table(path).equals(expected)  # the old dataset stays readable
 

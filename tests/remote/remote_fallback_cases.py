@@ -118,8 +118,8 @@ class FailingWriter(MdsArrowWriter):
     def _failing(self, iterator, prefix: str):
         for k, batch in enumerate(iterator):
             yield batch
-            if k == 5:  # ~100 rows: several 1 kB shards are being uploaded; wait (20 s at most) to see some
-                store, deadline = self.plan.store(), time.monotonic() + 20
+            if k == 5:  # ~100 rows: several 1 kB shards are being uploaded; wait to see some (a latch: at most 600 s)
+                store, deadline = self.plan.store(), time.monotonic() + 600
                 while not store.list_names(prefix) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 with open(self.probe, "w") as f:

@@ -14,6 +14,7 @@ from pyspark.sql.types import ArrayType, IntegerType, LongType, StringType, Stru
 
 from mds_loader.errors import MDSChecksumError, MDSConfigError, MDSFormatError, MDSPathError
 from mds_loader.format import ShardReader, parse_index, write_table
+from mds_loader.format.write_jobs import job_marker
 from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import spark_arrow_schema
 from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_storage_options
@@ -211,7 +212,6 @@ def test_validate_hash_catches_a_corrupt_object(s3, url, monkeypatch):
 
 
 def test_failed_task_and_abort_leave_no_objects(s3, url, monkeypatch):
-    monkeypatch.setattr(writer_mod, "ABORT_SETTLE_SECONDS", 0.5)
     options = options_of(s3, size_limit="1kb")
     w = _plan(url, options)
     w.commit([_task(w, 0, 1, [_batch(range(10))], monkeypatch)])
@@ -224,7 +224,7 @@ def test_failed_task_and_abort_leave_no_objects(s3, url, monkeypatch):
     w2 = _plan(url, options)
     with pytest.raises(RuntimeError, match="injected"):
         _task(w2, 1, 7, failing(), monkeypatch)
-    assert names(s3, url) == before  # the failed task removed its uploads
+    assert names(s3, url) == before | {job_marker(w2.plan.job_id)}  # the failed task removed its uploads
     msg = _task(w2, 0, 8, [_batch(range(100, 140))], monkeypatch)
     assert len(names(s3, url)) > len(before)
     w2.abort([msg, None])

@@ -211,6 +211,24 @@ object MdsFiles {
     result.get
   }
 
+  /**
+   * The marker of write job `jobId` (docs/format.md section 6): it exists from before the job's
+   * first task starts until its commit or abort, which delete it before they list the job's files.
+   * A task attempt checks it before and after each file it writes, so no file of an ended job can
+   * outlive its cleanup: one created before the driver's listing is listed, one created after it
+   * finds the marker gone and is removed by its own task.
+   */
+  def jobMarker(jobId: String): String = s".mds-write.$jobId"
+
+  def createJobMarker(dir: Path, conf: Configuration, jobId: String): Unit = {
+    val out = fs(dir, conf).create(new Path(dir, jobMarker(jobId)), true)
+    out.close()
+  }
+
+  def jobMarkerExists(f: FileSystem, dir: Path, jobId: String): Boolean = f.exists(new Path(dir, jobMarker(jobId)))
+
+  def deleteJobMarker(dir: Path, conf: Configuration, jobId: String): Unit = fs(dir, conf).delete(new Path(dir, jobMarker(jobId)), false)
+
   /** Deletes `<dir>/<basename>` for each basename (already validated as safe). */
   def deleteAll(dir: Path, conf: Configuration, basenames: Iterable[String]): Unit = {
     val f = fs(dir, conf)

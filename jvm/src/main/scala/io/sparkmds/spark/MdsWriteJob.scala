@@ -29,20 +29,20 @@ final case class MdsWriteTask(
     compression: Option[Compression],
     hashes: Seq[String],
     sizeLimit: Option[Long],
-    conf: SerializableConfiguration) {
+    conf: SerializableConfiguration,
+    hooks: MdsTestHooks) {
 
   def run(ctx: TaskContext, rows: Iterator[InternalRow]): MdsTaskCommit = {
-    val partition = ctx.partitionId()
-    val attempt = ctx.taskAttemptId()
-    val writer = new MdsTaskWriter(this, partition, attempt)
+    val tag = s"${ctx.partitionId()}.${ctx.attemptNumber()}"
+    hooks.taskMark("start", tag)
+    try runAttempt(ctx, rows, tag) finally hooks.taskMark("end", tag)
+  }
+
+  private def runAttempt(ctx: TaskContext, rows: Iterator[InternalRow], tag: String): MdsTaskCommit = {
+    val writer = new MdsTaskWriter(this, ctx, () => hooks.beforeSecondFile(tag))
     try {
       while (rows.hasNext) writer.write(rows.next())
-      val shards = writer.commit()
-      // An attempt killed meanwhile (a speculative duplicate whose twin won, or a task of a failed
-      // job) would otherwise return normally and leave its files behind: the driver's cleanup of
-      // unreferenced files may already have run.
-      if (ctx.isInterrupted()) throw new org.apache.spark.TaskKilledException("the task was killed after writing its shards")
-      MdsTaskCommit(partition, attempt, shards)
+      MdsTaskCommit(ctx.partitionId(), ctx.taskAttemptId(), writer.commit())
     } catch {
       case t: Throwable =>
         writer.abort()
@@ -51,21 +51,39 @@ final case class MdsWriteTask(
   }
 }
 
-/** Writes one task attempt's rows as shards through a Hadoop FileSystem. */
-final class MdsTaskWriter(task: MdsWriteTask, partition: Int, attempt: Long) {
+/** A task attempt's files outlived their job: the job was aborted or committed without them. */
+class MdsJobEndedException(message: String) extends MdsException(message)
+
+/**
+ * Writes one task attempt's rows as shards through a Hadoop FileSystem. Before and after each file
+ * it checks that its job still runs (its marker, [[MdsFiles.jobMarker]]); once the job has ended,
+ * the attempt removes its files and fails.
+ */
+final class MdsTaskWriter(task: MdsWriteTask, ctx: TaskContext, beforeSecondFile: () => Unit) {
+  private val partition = ctx.partitionId()
+  private val attempt = ctx.taskAttemptId()
   private val dir = new Path(task.dir)
   private val fs = MdsFiles.fs(dir, task.conf.value)
   private val written = ArrayBuffer.empty[String]
   private val sink = new ShardSink {
-    def nextBasename(i: Int): String = f"shard.${task.jobId}.$partition%05d.$attempt.$i%05d.mds"
+    def nextBasename(i: Int): String = f"${MdsWriteJob.jobPrefix(task.jobId)}$partition%05d.$attempt.$i%05d.mds"
     def write(basename: String, data: Array[Byte], off: Int, len: Int): Unit = {
+      if (written.size == 1) beforeSecondFile()
+      if (ctx.isInterrupted()) throw new org.apache.spark.TaskKilledException("the task was killed while writing shards")
+      checkJobRunning()
       written += basename
       MdsFiles.writeFile(fs, new Path(dir, basename), data, off, len)
+      checkJobRunning()
     }
   }
   private val serializer = new MdsSerializer(task.layout, task.inputSchema)
   private val shards = new ShardWriter(task.layout.storageNames, task.layout.storageEncodings.map(_.name),
     task.layout.storageSizes, task.compression, task.hashes, task.sizeLimit, sink)
+
+  private def checkJobRunning(): Unit = if (!MdsFiles.jobMarkerExists(fs, dir, task.jobId)) {
+    throw new MdsJobEndedException(s"write job ${task.jobId} of ${task.dir} has ended (it failed, or finished with " +
+      s"another attempt of partition $partition): attempt $attempt removed its files")
+  }
 
   def write(row: InternalRow): Unit = serializer.write(row, shards)
   def commit(): Seq[ShardEntry] = shards.finish()
@@ -73,21 +91,56 @@ final class MdsTaskWriter(task: MdsWriteTask, partition: Int, attempt: Long) {
 }
 
 /**
- * Fault-injection points of the driver's commit, for tests only (tests/reliability): when the
- * session's runtime conf sets `spark.mds.test.<point>` to a file path, the driver creates that file
- * on reaching the point and waits while it exists (at most 10 minutes), so that a test can kill the
- * driver there or let two writers meet. Points: `beforeCommit` (every task has committed, nothing
- * is checked or published yet) and `beforePublish` (the optimistic check passed; under the index
- * lock on local file systems).
+ * Fault-injection points of a write job, for tests only (tests/reliability), read from the
+ * session's runtime conf `spark.mds.test.<point>` when the job starts.
+ *
+ * Driver points (the value is a file path: the driver creates that file on reaching the point and
+ * waits while it exists, at most 10 minutes, so that a test can kill the driver there or let two
+ * writers meet): `beforeCommit` (every task has committed, nothing is checked or published yet)
+ * and `beforePublish` (the optimistic check passed; under the index lock on local file systems).
+ *
+ * Task point `taskHooks` (the value is a directory): task attempt `a` (its attempt number) of
+ * partition `p` creates `start.p.a` there when it starts and `end.p.a` once it has ended (after
+ * removing its own files if it failed). Before writing its second shard file, if `hold.p.a`
+ * exists, the attempt creates `held.p.a` and waits while `hold.p.a` exists; then, if `fail.p.a`
+ * exists, it fails.
  */
-final class MdsTestHooks(session: SparkSession) {
-  private val points: Map[String, String] = Seq("beforeCommit", "beforePublish").flatMap { p =>
-    session.conf.getOption(s"spark.mds.test.$p").filter(_.nonEmpty).map(p -> _)
-  }.toMap
+final case class MdsTestHooks(points: Map[String, String]) {
+  def pause(point: String): Unit = points.get(point).foreach(MdsTestHooks.pauseAt)
 
-  def pause(point: String): Unit = points.get(point).foreach { marker =>
+  private def taskFile(kind: String, tag: String): Option[java.nio.file.Path] =
+    points.get("taskHooks").map(d => java.nio.file.Paths.get(d, s"$kind.$tag"))
+
+  def taskMark(kind: String, tag: String): Unit = taskFile(kind, tag).foreach { f =>
+    if (!java.nio.file.Files.exists(f)) java.nio.file.Files.write(f, Array.emptyByteArray)
+  }
+
+  /** Before a task attempt's second shard file: held while `hold.<tag>` exists, then failed if `fail.<tag>` exists. */
+  def beforeSecondFile(tag: String): Unit = {
+    taskFile("hold", tag).filter(java.nio.file.Files.exists(_)).foreach { hold =>
+      taskMark("held", tag)
+      MdsTestHooks.waitWhileExists(hold)
+    }
+    if (taskFile("fail", tag).exists(java.nio.file.Files.exists(_))) {
+      throw new RuntimeException(s"injected failure of attempt $tag before its second shard file")
+    }
+  }
+}
+
+object MdsTestHooks {
+  private val Points = Seq("beforeCommit", "beforePublish", "taskHooks")
+
+  def apply(session: SparkSession): MdsTestHooks = MdsTestHooks(Points.flatMap { p =>
+    session.conf.getOption(s"spark.mds.test.$p").filter(_.nonEmpty).map(p -> _)
+  }.toMap)
+
+  private def pauseAt(marker: String): Unit = {
     val p = java.nio.file.Paths.get(marker)
     java.nio.file.Files.write(p, Array.emptyByteArray)
+    waitWhileExists(p)
+  }
+
+  private def waitWhileExists(p: java.nio.file.Path): Unit = {
     val deadline = System.nanoTime() + 600L * 1000000000L
     while (java.nio.file.Files.exists(p) && System.nanoTime() < deadline) Thread.sleep(20)
   }
@@ -143,24 +196,17 @@ object MdsWriteJob extends Logging {
     }
 
     val jobId = newJobId()
-    val prefix = s"shard.$jobId."
     fs.mkdirs(qualified)
+    val hooks = MdsTestHooks(session)
     val task = MdsWriteTask(where, jobId, layout, schema, opts.compression, opts.hashes, opts.sizeLimit,
-      new SerializableConfiguration(conf))
+      new SerializableConfiguration(conf), hooks)
     val rdd = data.queryExecution.toRdd
-    val hooks = new MdsTestHooks(session)
-    val commits: Array[MdsTaskCommit] = try {
+    // From here on the job ends in a commit or an abort, both of which delete the marker first.
+    MdsFiles.createJobMarker(qualified, conf, jobId)
+    val (commits, existingShards) = try {
       val done = session.sparkContext.runJob(rdd, (ctx: TaskContext, it: Iterator[InternalRow]) => task.run(ctx, it))
       hooks.pause("beforeCommit")
-      done
-    } catch {
-      case t: Throwable =>
-        abort(qualified, conf, prefix)
-        throw t
-    }
-
-    try {
-      val newShards = commits.sortBy(_.partition).toSeq.flatMap(_.shards)
+      val newShards = done.sortBy(_.partition).toSeq.flatMap(_.shards)
       val index = existing match {
         case Some(idx) if !overwrite => MdsIndex(idx.shards ++ newShards, layout.sparkMeta, idx.extra)
         case Some(idx) => MdsIndex(newShards, layout.sparkMeta, idx.extra)
@@ -169,27 +215,35 @@ object MdsWriteJob extends Logging {
       // Optimistic concurrency: the index must still be the one this job started from.
       MdsFiles.publishIndexIfUnchanged(qualified, conf, MdsIndex.toBytes(index), jobId, startBytes, where,
         () => hooks.pause("beforePublish"))
+      (done, existing)
     } catch {
       case t: Throwable =>
-        abort(qualified, conf, prefix)
+        abort(qualified, conf, jobId)
         throw t
     }
 
-    // Published: remove this job's unreferenced files (failed or duplicate attempts) and replaced shards.
+    // Published: end the job, then remove its unreferenced files (failed or duplicate attempts; an
+    // attempt still writing removes its own) and the replaced shards.
     val referenced = commits.iterator.flatMap(_.shards).flatMap(_.basenames).toSet
     try {
-      MdsFiles.deleteAll(qualified, conf, MdsFiles.listWithPrefix(qualified, conf, prefix).filterNot(referenced))
-      if (overwrite) existing.foreach { old =>
-        val keep = referenced
-        MdsFiles.deleteAll(qualified, conf, old.shards.flatMap(_.basenames).filterNot(keep).distinct)
+      MdsFiles.deleteJobMarker(qualified, conf, jobId)
+      MdsFiles.deleteAll(qualified, conf, MdsFiles.listWithPrefix(qualified, conf, jobPrefix(jobId)).filterNot(referenced))
+      if (overwrite) existingShards.foreach { old =>
+        MdsFiles.deleteAll(qualified, conf, old.shards.flatMap(_.basenames).filterNot(referenced).distinct)
       }
     } catch {
       case e: Exception => logWarning(s"could not remove unreferenced files under $where: $e")
     }
   }
 
-  private def abort(dir: Path, conf: Configuration, prefix: String): Unit = {
-    try MdsFiles.deleteAll(dir, conf, MdsFiles.listWithPrefix(dir, conf, prefix))
-    catch { case e: Exception => logWarning(s"could not remove the files of an aborted write under $dir: $e") }
+  /** The prefix of every shard file of a job. */
+  def jobPrefix(jobId: String): String = s"shard.$jobId."
+
+  /** Ends a failed job: its marker first (docs/format.md section 6), then every file it wrote. */
+  private def abort(dir: Path, conf: Configuration, jobId: String): Unit = {
+    try {
+      MdsFiles.deleteJobMarker(dir, conf, jobId)
+      MdsFiles.deleteAll(dir, conf, MdsFiles.listWithPrefix(dir, conf, jobPrefix(jobId)))
+    } catch { case e: Exception => logWarning(s"could not remove the files of an aborted write under $dir: $e") }
   }
 }

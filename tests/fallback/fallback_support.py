@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -175,15 +174,6 @@ def referenced(path: str) -> set[str]:
         if os.path.exists(os.path.join(path, s["raw_data"]["basename"])):
             names.add(s["raw_data"]["basename"])
     return names
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:

@@ -4,8 +4,9 @@ The loop iterates a ``StreamingDataLoader`` over a ``StreamingDataset`` and appe
 sample ids to ``log`` (one JSON line per batch, flushed and fsynced, as a training job's own
 progress would be); every ``every`` batches it saves the loader's ``state_dict()`` to ``ckpt``
 (atomically, like a checkpoint, with the number of batches it covers). With ``resume`` it first loads the state dict from ``ckpt``.
-After ``signal_after`` batches it creates the ``ready`` file and slows down (``slow`` seconds per
-batch), so that the test can kill it, or one of its workers, mid-epoch. Worker pids are written to
+After ``signal_after`` batches it creates the ``ready`` file and waits while that file exists (a
+latch, not a pace: the test kills the job or one of its workers, or deletes files, at a known
+point of the epoch, then removes ``ready`` to let the job go on). Worker pids are written to
 ``pids``.
 """
 
@@ -24,6 +25,15 @@ def _worker_init(pids: str):
                 f.write(f"{os.getpid()}\n")
 
     return init
+
+
+def _hold(ready: str) -> None:
+    """Creates ``ready`` and waits while it exists (at most 10 minutes: the test removes it, or
+    kills this process). The DataLoader workers go on meanwhile until their queues are full."""
+    open(ready, "w").close()
+    deadline = time.monotonic() + 600
+    while os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def main(args: dict) -> None:
@@ -51,10 +61,8 @@ def main(args: dict) -> None:
                 with open(tmp, "w") as f:
                     json.dump({"state": loader.state_dict(), "batches": n}, f)
                 os.replace(tmp, args["ckpt"])
-            if args.get("signal_after") and n >= args["signal_after"]:
-                if n == args["signal_after"]:
-                    open(args["ready"], "w").close()
-                time.sleep(args.get("slow", 0.0))
+            if args.get("signal_after") and n == args["signal_after"]:
+                _hold(args["ready"])
     except Exception as exc:  # noqa: BLE001 - reported for the test
         print(json.dumps({"error": type(exc).__name__, "message": str(exc)[:2000]}), flush=True)
         sys.exit(3)

@@ -59,10 +59,16 @@ def _spawn(args: dict) -> subprocess.Popen:
                             start_new_session=True)  # fmt: skip
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, dict]:
+def _finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, dict]:
     out, err = proc.communicate(timeout=timeout)
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return proc.returncode, (lines[-1] if lines else {"stderr": err[-4000:]})
+
+
+def _wait_ready(proc: subprocess.Popen, args: dict) -> None:
+    """Waits (a generous bound, not a pace) until the job holds at batch ``signal_after``."""
+    wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 600, "the training job")
+    assert proc.poll() is None, _finish(proc)
 
 
 def _batches(log: str) -> list[list[int]]:
@@ -98,13 +104,14 @@ def _resume_and_check(tmp_path: Path, dataset: Path, epoch: list[list[int]], con
 
 
 def test_process_killed_with_sigkill_and_resumed(dataset, epoch, tmp_path):
-    args = _args(tmp_path, "train", local=str(dataset), every=7, signal_after=23, slow=0.05)
+    # The job holds after batch 23, two batches after its last checkpoint (21), its workers
+    # prefetching meanwhile: it is killed there.
+    args = _args(tmp_path, "train", local=str(dataset), every=7, signal_after=23)
     proc = _spawn(args)
     try:
-        wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 120, "the training job")
-        time.sleep(0.4)  # a few more batches after the last checkpoint
+        _wait_ready(proc, args)
         os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers
-        proc.wait(30)
+        proc.wait(120)
     finally:
         kill_group(proc)
     assert proc.returncode == -signal.SIGKILL
@@ -112,14 +119,17 @@ def test_process_killed_with_sigkill_and_resumed(dataset, epoch, tmp_path):
 
 
 def test_dataloader_worker_killed(dataset, epoch, tmp_path):
-    args = _args(tmp_path, "train", local=str(dataset), every=5, signal_after=17, slow=0.05)
+    # The job holds after batch 17 (of 200) while worker 0 is killed, then goes on: the rest of
+    # the epoch needs worker 0's batches, so it cannot end before the loss is seen.
+    args = _args(tmp_path, "train", local=str(dataset), every=5, signal_after=17)
     proc = _spawn(args)
     try:
-        wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 120, "the training job")
+        _wait_ready(proc, args)
         pids = [int(p) for p in Path(args["pids"]).read_text().split()]
         assert len(pids) == 2
         os.kill(pids[0], signal.SIGKILL)
-        code, res = _finish(proc, timeout=120)  # a clear error, not a hang
+        os.unlink(args["ready"])  # go on
+        code, res = _finish(proc, timeout=300)  # a clear error, not a hang (a hang never ends)
     finally:
         kill_group(proc)
     assert code == 3, res
@@ -132,7 +142,8 @@ def test_dataloader_worker_killed(dataset, epoch, tmp_path):
 
 
 class _Deleter:
-    """Deletes matching files under ``root`` every few milliseconds while active."""
+    """Deletes matching files under ``root`` every few milliseconds while active (a repeated
+    action: how often it runs decides nothing; the test waits for its count)."""
 
     def __init__(self, root: Path, suffixes: tuple[str, ...]) -> None:
         self.root, self.suffixes, self.count, self._stop = root, suffixes, 0, threading.Event()
@@ -167,7 +178,9 @@ def test_shard_files_deleted_while_in_use(dataset, epoch, tmp_path, kind):
     """local_compressed: the job reads the dataset directory itself; its decompressed copies
     (``shard.*.mds`` next to ``*.mds.zstd``) are deleted as soon as they appear. cached_remote:
     the dataset is a remote (another directory) cached in ``local``; every cached shard file,
-    compressed or not, is deleted as soon as it appears."""
+    compressed or not, is deleted as soon as it appears. The job holds half way through the epoch
+    (its workers holding shards open) until more than 10 files were deleted, then finishes with
+    the deleter still running."""
     import shutil
 
     if kind == "local_compressed":
@@ -177,13 +190,23 @@ def test_shard_files_deleted_while_in_use(dataset, epoch, tmp_path, kind):
     else:
         local = tmp_path / "cache"
         args, watch, suffixes = _args(tmp_path, "run", remote=str(dataset), local=str(local)), local, (".mds", ".zstd")
-    args["slow"], args["signal_after"] = 0.01, 1  # slow enough for the deleter to interfere
+    args["signal_after"] = len(epoch) // 2
     with _Deleter(watch, suffixes) as deleter:
-        code, res = _finish(_spawn(args))
+        proc = _spawn(args)
+        try:
+            _wait_ready(proc, args)
+            # 100,000 samples were read by then, from at least 64 of the 129 shards (~1,550 rows
+            # each): each left a file (decompressed or cached) that the deleter removes, sooner or later
+            wait_for(lambda: deleter.count > 10 or proc.poll() is not None, 600, "files to be deleted mid-epoch")
+            mid_epoch = deleter.count
+            os.unlink(args["ready"])  # go on
+            code, res = _finish(proc)
+        finally:
+            kill_group(proc)
     assert code == 0, res
     assert _batches(args["log"]) == epoch
     assert deleter.count > 10, deleter.count  # files were deleted while the epoch ran
-    print({"deleted": deleter.count})
+    print({"deleted": deleter.count, "mid_epoch": mid_epoch})
 
 
 def test_several_jobs_at_once_sharing_a_cache_or_not(dataset, epoch, tmp_path):
@@ -214,14 +237,15 @@ def test_several_jobs_at_once_sharing_a_cache_or_not(dataset, epoch, tmp_path):
 def test_workers_exit_when_the_training_process_is_killed(dataset, tmp_path):
     """SIGKILL to the training process alone (the OOM killer's way): its DataLoader workers exit
     by themselves, instead of living on as orphans blocked on a pipe nobody reads."""
-    args = _args(tmp_path, "train", local=str(dataset), signal_after=3, slow=0.2)
+    # The job holds after batch 3: its workers fill their queues and block writing to it.
+    args = _args(tmp_path, "train", local=str(dataset), signal_after=3)
     proc = _spawn(args)
     try:
-        wait_for(lambda: os.path.exists(args["ready"]) or proc.poll() is not None, 120, "the training job")
+        _wait_ready(proc, args)
         pids = [int(p) for p in Path(args["pids"]).read_text().split()]
         assert len(pids) == 2
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        proc.wait(120)
 
         def gone(pid: int) -> bool:
             try:
@@ -230,6 +254,7 @@ def test_workers_exit_when_the_training_process_is_killed(dataset, tmp_path):
             except FileNotFoundError:
                 return True
 
-        wait_for(lambda: all(gone(p) for p in pids), 30, "the orphaned DataLoader workers to exit")
+        # they notice within a second (mds_loader's parent watch); the bound only has to be finite
+        wait_for(lambda: all(gone(p) for p in pids), 300, "the orphaned DataLoader workers to exit")
     finally:
         kill_group(proc)

@@ -76,21 +76,24 @@ class FlakyFileSystem(AbstractFileSystem):
         target_options: s3fs options (endpoint, credentials).
         fail_opens: the first `fail_opens` opens of each shard file raise ConnectionResetError
             (the connection dropped: a transient error that a retry fixes).
-        slow: shard files are read 1 KiB at a time, with `slow` seconds between pieces.
+        hold: a marker file: shard files are read 1 KiB at a time, and once `hold_after` KiB of
+            a file were read, the reader creates `hold` and waits while it exists (a download
+            paused half way, at a known point, for the test to kill: a latch, not a pace).
+        hold_after: KiB read before holding.
     """
 
     protocol = "flaky"
     calls: Counter = Counter()  # (method, path) -> calls, over all instances of this process
     _lock = threading.Lock()
 
-    def __init__(self, target_options: dict[str, Any] | None = None, fail_opens: int = 0, slow: float = 0.0,
-                 **kwargs: Any) -> None:
+    def __init__(self, target_options: dict[str, Any] | None = None, fail_opens: int = 0, hold: str | None = None,
+                 hold_after: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         import s3fs
 
         self.target = s3fs.S3FileSystem(**(target_options or {}))
         self.fail_opens = fail_opens
-        self.slow = slow
+        self.hold, self.hold_after = hold, hold_after
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
@@ -108,7 +111,7 @@ class FlakyFileSystem(AbstractFileSystem):
         if "r" in mode and ".mds" in path and n <= self.fail_opens:
             raise ConnectionResetError(errno.ECONNRESET, f"injected failure {n} opening {path}")
         f = self.target.open(path, mode, **kwargs)
-        return _Slow(f, self.slow) if self.slow and ".mds" in path else f
+        return _Held(f, self.hold, self.hold_after) if self.hold and ".mds" in path else f
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
@@ -128,18 +131,26 @@ class FlakyFileSystem(AbstractFileSystem):
         self.target.pipe_file(self._strip_protocol(path), value, **kwargs)
 
 
-class _Slow:
-    """A file read 1 KiB at a time, slowly (a download that takes long enough to be killed)."""
+class _Held:
+    """A file read 1 KiB at a time that, after `after` pieces, creates the file `marker` and
+    waits while it exists (at most 10 minutes): a download stopped half way, until it is killed."""
 
-    def __init__(self, f: Any, pause: float) -> None:
+    def __init__(self, f: Any, marker: str, after: int) -> None:
         self._f = f
-        self._pause = pause
+        self._marker = marker
+        self._left = after
 
     def read(self, n: int = -1) -> bytes:
-        time.sleep(self._pause)
+        if self._left == 0:
+            with open(self._marker, "w"):
+                pass
+            deadline = time.monotonic() + 600
+            while os.path.exists(self._marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._left -= 1
         return self._f.read(1024)
 
-    def __enter__(self) -> _Slow:
+    def __enter__(self) -> _Held:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -46,7 +46,7 @@ class S3Server:
             proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             endpoint = f"http://127.0.0.1:{port}"
-            if _wait_http(endpoint, proc, 30.0):
+            if _wait_http(endpoint, proc, 600.0):  # a generous bound (a loaded machine), not a pace
                 self.proc, self.endpoint = proc, endpoint
                 break
             proc.kill()
@@ -83,7 +83,7 @@ def _wait_http(endpoint: str, proc: subprocess.Popen, timeout: float) -> bool:
         if proc.poll() is not None:
             return False
         try:
-            urllib.request.urlopen(endpoint, timeout=1.0).close()
+            urllib.request.urlopen(endpoint, timeout=30.0).close()
             return True
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.1)

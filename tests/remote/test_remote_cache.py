@@ -41,7 +41,7 @@ def _spawn(script: str, *args: str, env: dict[str, str] | None = None) -> subpro
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})})
 
 
-def _result(proc: subprocess.Popen, timeout: float = 120) -> object:
+def _result(proc: subprocess.Popen, timeout: float = 600) -> object:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-4000:]
     return json.loads(out.strip().splitlines()[-1])
@@ -181,7 +181,7 @@ import remote_data  # registers flaky://
 from mds_loader import StreamingDataset
 ds = StreamingDataset(remote=sys.argv[1], local=sys.argv[2], storage_options=json.loads(sys.argv[3]))
 print("started", flush=True)
-ds[0]  # a slow download, killed half way
+ds[0]  # a download that holds half way, and is killed there
 """
 
 
@@ -189,16 +189,18 @@ def test_a_killed_download_leaves_no_shard_that_looks_complete(s3, data, tmp_pat
     """SIGKILL in the middle of a download: the partial data is only in a temporary file, never
     under the shard's name; the next reader downloads the shard again and removes the debris."""
     cache = tmp_path / "cache"
+    held = tmp_path / "held"  # created by the child once it has written 2 KiB of the shard; it then waits
     url = "flaky://" + data["url"].removeprefix("s3://")
-    proc = _spawn(KILLED, url, str(cache), json.dumps({"target_options": s3.storage_options, "slow": 0.05}))
+    proc = _spawn(KILLED, url, str(cache), json.dumps({"target_options": s3.storage_options, "hold": str(held)}))
     try:
         assert proc.stdout.readline().strip() == "started", proc.stderr.read()[-3000:]
         ds = StreamingDataset(remote=url, local=str(cache), storage_options={"target_options": s3.storage_options})
         name = (ds.streams[0].index.shards[0].zip_data or ds.streams[0].index.shards[0].raw_data).basename
-        deadline = time.monotonic() + 30
-        while not [p for p in cache.glob(f".{name}.*") if p.stat().st_size > 1024]:  # some data written
-            assert time.monotonic() < deadline and proc.poll() is None
+        deadline = time.monotonic() + 600  # a generous bound on reaching the hold, not a pace
+        while not held.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.poll()
             time.sleep(0.05)
+        assert [p for p in cache.glob(f".{name}.*") if p.stat().st_size > 1024]  # some data written
     finally:
         proc.kill()
         proc.wait()

@@ -10,13 +10,19 @@ STAMPS := .stamps
 TORCH  := torch==2.13.0
 
 SCALA_SOURCES := $(shell find jvm -type f 2>/dev/null)
-JAR := spark_mds/jars/spark-mds.jar
+# One plugin jar per Spark line, each compiled against that line's own jars (build.gradle): Spark 4.x
+# (Scala 2.13) against the venv's pyspark, Spark 3.5 (Scala 2.12) against pyspark $(SPARK35)'s jars.
+SPARK35 := 3.5.8
+SPARK35_JARS := .cache/pyspark-$(SPARK35)/jars
+JAR4  := spark_mds/jars/spark-mds-spark4_2.13.jar
+JAR35 := spark_mds/jars/spark-mds-spark3.5_2.12.jar
+JARS  := $(JAR4) $(JAR35)
 
-.PHONY: setup build-tools test demo bench jar ref-venv clean
+.PHONY: setup build-tools test test-spark35 spark-venvs demo bench jar ref-venv clean
 
 # What the demo needs: the venv with both distributions, and the plugin jar (built with Java and
 # Gradle, which build-tools installs where it can). The reference's venv is for tests and benchmarks.
-setup: build-tools $(STAMPS)/python $(JAR)
+setup: build-tools $(STAMPS)/python $(JARS)
 
 build-tools:
 	@sh tools/ensure_build_tools.sh
@@ -33,12 +39,21 @@ $(STAMPS)/python: $(STAMPS)/venv pyproject.toml loader/pyproject.toml
 	$(PIP) install -e ./loader -e ".[dev]"
 	@touch $@
 
-$(JAR): $(STAMPS)/python build.gradle settings.gradle $(SCALA_SOURCES)
+$(JAR4): $(STAMPS)/python build.gradle settings.gradle $(SCALA_SOURCES)
 	@sh tools/ensure_build_tools.sh
 	gradle -q --offline -PsparkJars="$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')" jar
 	@touch $@
 
-jar: $(JAR)
+$(JAR35): $(SPARK35_JARS)/.complete build.gradle settings.gradle $(SCALA_SOURCES)
+	@sh tools/ensure_build_tools.sh
+	gradle -q --offline -PsparkJars=$(SPARK35_JARS) jar
+	@touch $@
+
+# pyspark's jars of the 3.5 line, from its distribution on PyPI (no install needed to compile).
+$(SPARK35_JARS)/.complete:
+	PYTHON=$(PYTHON) sh tools/fetch_spark_jars.sh $(SPARK35) .cache
+
+jar: $(JARS)
 
 # The reference implementation, for interop tests and benchmarks, in its own virtualenv.
 $(STAMPS)/ref-venv: tests/interop/requirements-ref.txt tests/interop/make_ref_venv.sh
@@ -47,8 +62,23 @@ $(STAMPS)/ref-venv: tests/interop/requirements-ref.txt tests/interop/make_ref_ve
 
 ref-venv: $(STAMPS)/ref-venv
 
+# A venv per other Spark version the suite runs on, each with the project installed as a user would
+# (tools/make_spark_venv.sh checks that this keeps its pyspark): 3.5 runs the Spark suite
+# (test-spark35), 4.0, 4.2 and 4.3 a smoke matrix (tests/versions).
+SPARK_TEST_VERSIONS := $(SPARK35) 4.0.5 4.2.1 4.3.0
+$(STAMPS)/spark-%: tools/make_spark_venv.sh pyproject.toml loader/pyproject.toml
+	@mkdir -p $(STAMPS)
+	PYTHON=$(PYTHON) sh tools/make_spark_venv.sh $* .venv-spark/$*
+	@touch $@
+
+spark-venvs: $(addprefix $(STAMPS)/spark-,$(SPARK_TEST_VERSIONS))
+
 test: setup ref-venv
 	$(PY) -m pytest tests
+
+# The Spark suite (both implementations) on Spark 3.5 with Scala 2.12, in its own venv.
+test-spark35: setup $(STAMPS)/spark-$(SPARK35)
+	.venv-spark/$(SPARK35)/bin/python -m pytest tests/spark
 
 demo: setup
 	$(PY) examples/quickstart.py
@@ -59,4 +89,4 @@ bench: setup ref-venv
 	$(PY) -m bench all $(BENCH_ARGS)
 
 clean:
-	rm -rf $(STAMPS) $(VENV) $(REF_VENV) jvm/build build spark_mds/jars .gradle
+	rm -rf $(STAMPS) $(VENV) $(REF_VENV) .venv-spark .cache jvm/build build spark_mds/jars .gradle

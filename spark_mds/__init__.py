@@ -3,62 +3,161 @@
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 __version__ = "0.1.0"
 
 #: The JVM class that serves ``format("mds")`` (listed in the jar's DataSourceRegister services).
 JVM_SOURCE_CLASS = "io.sparkmds.spark.v2.MdsDataSource"
 
+#: The jars bundled with this package: (Spark line, Scala binary version) -> file name. Spark 3.5 is
+#: built with Scala 2.12 (open-source 3.5, Databricks Runtime 15.x/16.x), 4.x with Scala 2.13.
+JARS = {("3.5", "2.12"): "spark-mds-spark3.5_2.12.jar", ("4", "2.13"): "spark-mds-spark4_2.13.jar"}
+_DEFAULT_SCALA = {"3.5": "2.12", "4": "2.13"}
 
-def jar_path() -> str:
-    """Absolute path of the bundled plugin jar (built by `make setup` / Gradle)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jars", "spark-mds.jar")
+
+class SparkVersionError(RuntimeError):
+    """The plugin jar cannot serve this Spark: an unsupported version, or a jar that does not load."""
+
+
+def _spark_line(spark_version: str) -> str:
+    parts = str(spark_version).split(".")
+    if parts[0] == "3" and parts[1:2] == ["5"]:
+        return "3.5"
+    if parts[0] == "4":
+        return "4"
+    raise SparkVersionError(
+        f"spark-mds supports Spark 3.5 and 4.x, not {spark_version}: upgrade Spark, or write MDS without Spark "
+        "(mds_loader.write_table / MDSWriter)"
+    )
+
+
+def _installed_spark_version() -> str:
+    import pyspark
+
+    return pyspark.__version__
+
+
+def jar_path(spark_version: str | None = None, scala_version: str | None = None) -> str:
+    """Absolute path of the bundled plugin jar for a Spark version (built by ``make setup``).
+
+    Args:
+        spark_version: the Spark that will load the jar, e.g. ``"3.5.2"`` or ``"4.1.0"`` (default: the
+            installed pyspark's version). On a cluster whose Spark differs from the local pyspark
+            (Databricks: the runtime's Spark), pass it to get the jar to install there.
+        scala_version: its Scala binary version (default: 2.12 for Spark 3.5, 2.13 for 4.x).
+
+    Raises:
+        SparkVersionError: no jar for that Spark and Scala (the Python fallback serves it instead).
+        FileNotFoundError: the jar was not built.
+    """
+    version = spark_version or _installed_spark_version()
+    line = _spark_line(version)
+    scala = scala_version or _DEFAULT_SCALA[line]
+    name = JARS.get((line, scala))
+    if name is None:
+        raise SparkVersionError(
+            f"spark-mds has no jar for Spark {version} with Scala {scala} (it has "
+            f"{', '.join(f'Spark {k[0]} with Scala {k[1]}' for k in JARS)}): on Databricks Runtime 16.4, use the "
+            "Scala 2.12 image; or use the Python fallback (spark_mds.register(spark) without the jar)"
+        )
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jars", name)
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"the spark-mds jar is missing at {path}; build it with `make jar` "
+            f"the spark-mds jar for Spark {version} is missing at {path}; build it with `make jar` "
             "(or use the Python fallback: spark_mds.register(spark))"
         )
     return path
 
 
-def configure(builder):
-    """Adds the plugin jar to a ``SparkSession.builder`` (``spark.jars``) and returns the builder.
-
-    Jars already listed in ``spark.jars`` on the builder are kept.
+def configure(builder: Any) -> Any:
+    """Prepares a ``SparkSession.builder`` for ``format("mds")`` and returns it: adds the plugin jar
+    for the installed pyspark's Spark (``spark.jars``, keeping jars already listed there), and sets
+    ``spark.pyspark.python`` to this interpreter unless ``spark.pyspark.python`` or the environment
+    variable ``PYSPARK_PYTHON`` already chooses one (PySpark's default, ``python3`` on the PATH, may
+    not have spark-mds installed).
     """
+    options = getattr(builder, "_options", {})
     jar = jar_path()
-    existing = getattr(builder, "_options", {}).get("spark.jars", "")
-    jars = [j for j in existing.split(",") if j.strip()]
+    jars = [j for j in options.get("spark.jars", "").split(",") if j.strip()]
     if jar not in jars:
         jars.append(jar)
-    return builder.config("spark.jars", ",".join(jars))
+    builder = builder.config("spark.jars", ",".join(jars))
+    if "spark.pyspark.python" not in options and not os.environ.get("PYSPARK_PYTHON"):
+        builder = builder.config("spark.pyspark.python", sys.executable)
+    return builder
 
 
-def _jvm_source_loadable(spark) -> bool:
+def _jvm_source(spark: Any) -> str | None:
+    """A description of the plugin jar that serves ``format("mds")`` in ``spark``'s JVM, or None
+    when the jar is not on its classpath (or the session has no JVM here: Spark Connect).
+
+    Raises:
+        SparkVersionError: the jar is on the classpath but does not load on this Spark.
+    """
     jvm = getattr(spark, "_jvm", None)
     if jvm is None:  # Spark Connect: no JVM in this process
-        return False
+        return None
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     try:
-        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
         jvm.java.lang.Class.forName(JVM_SOURCE_CLASS, False, loader)
-        return True
     except Exception:  # py4j raises Py4JJavaError for ClassNotFoundException
-        return False
+        return None
+    try:  # found: prove that it loads and runs here (a jar built for another Spark or Scala does not)
+        return str(jvm.io.sparkmds.BuildInfo.check())
+    except Exception as exc:
+        built_for = "another Spark line"
+        try:
+            built_for = f"Spark {jvm.io.sparkmds.BuildInfo.sparkLine()} with Scala {jvm.io.sparkmds.BuildInfo.scalaBinaryVersion()}"
+        except Exception:
+            pass
+        scala = "?"
+        try:
+            scala = str(jvm.scala.util.Properties.versionNumberString())
+        except Exception:
+            pass
+        try:
+            wanted = jar_path(spark.version, ".".join(scala.split(".")[:2]) if scala != "?" else None)
+        except (SparkVersionError, FileNotFoundError) as why:
+            wanted = f"none ({why})"
+        jars = spark.sparkContext.getConf().get("spark.jars", "")
+        cause = getattr(exc, "java_exception", None) or exc  # py4j: the JVM's own exception
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(exc).__name__
+        raise SparkVersionError(
+            f"the spark-mds jar on this session's classpath (spark.jars={jars!r}) is built for {built_for} and does "
+            f"not load on this Spark {spark.version} with Scala {scala}: {first[:500]}. Use the jar for this Spark: "
+            f"{wanted} (spark_mds.configure(SparkSession.builder) picks it from the installed pyspark; on a cluster, "
+            "spark_mds.jar_path(spark_version=...))"
+        ) from None
 
 
-def register(spark) -> str:
+def register(spark: Any) -> str:
     """Makes ``format("mds")`` available on ``spark`` and returns which implementation serves it.
 
     Returns:
-        ``"jvm"`` when the plugin jar is on the session's classpath (see :func:`configure`): the
-        Scala DataSource V2, with every SaveMode and full SQL. Otherwise (no jar, e.g. a Spark
-        Connect client or a serverless cluster) the pure-Python fallback is registered and
-        ``"python"`` is returned: same format, options and commit protocol; ``append`` and
-        ``overwrite`` through ``df.write``, every mode through :func:`write`, and SQL through
-        temporary views (see the README).
+        ``"jvm"`` when the plugin jar is on the session's classpath (see :func:`configure`) and
+        loads there: the Scala data source, with every SaveMode and full SQL. Otherwise (no jar,
+        e.g. a Spark Connect client or a serverless cluster) the pure-Python data source is
+        registered and ``"python"`` is returned: same format, options and commit protocol;
+        ``append`` and ``overwrite`` through ``df.write``, every mode through :func:`write`, and
+        SQL through temporary views (see the README).
+
+    Raises:
+        SparkVersionError: the jar on the classpath was built for another Spark or Scala version
+            (the message names the jar to use), or this Spark has neither the jar nor PySpark's
+            Python Data Source API (open-source Spark 3.5): add the jar, or use :func:`write` and
+            :func:`read`, which work there without it.
     """
-    if _jvm_source_loadable(spark):
+    if _jvm_source(spark) is not None:
         return "jvm"
+    if getattr(spark, "dataSource", None) is None:  # no Python Data Source API before Spark 4.0
+        raise SparkVersionError(
+            f"format('mds') needs the spark-mds jar on Spark {spark.version}, which has no Python Data Source API: "
+            "add it (spark_mds.configure(SparkSession.builder), or spark.jars / the cluster's libraries with "
+            f"spark_mds.jar_path(spark_version='{spark.version}')), or use spark_mds.write(df, path, mode=...) and "
+            "spark_mds.read(spark, path), which work without it"
+        )
     from .python_source import register_python_source
 
     # False: Spark says a JVM source owns the name (a jar added in a way we could not see).

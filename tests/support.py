@@ -16,6 +16,19 @@ REFERENCE_DATA = DATA / "reference"  # written by mosaicml-streaming 0.13.0 (see
 REF_VENV = Path(os.environ.get("MDS_REF_VENV", ROOT / ".venv-ref"))
 
 
+def require_jar() -> str:
+    """The plugin jar for the installed pyspark (spark_mds.jar_path()); fails the test, saying how
+    to build it, when it is missing."""
+    import pytest
+
+    import spark_mds
+
+    try:
+        return spark_mds.jar_path()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+
+
 def run_reference(ref_python: Path, script: str, *args: str, timeout: float = 600) -> object:
     """Runs `script` (Python source) with the reference implementation and returns the JSON it
     prints on its last line of stdout. The script gets `args` as sys.argv[1:]."""

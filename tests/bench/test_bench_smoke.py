@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import DTM_PYTHON, REF_PYTHON  # noqa: E402
-
-JAR = ROOT / "spark_mds" / "jars" / "spark-mds.jar"
+from support import require_jar  # noqa: E402
 
 
 def _bench(*args: str, timeout: float = 300) -> str:
@@ -55,8 +54,8 @@ def test_loader_startup_decode(results: Path) -> None:
     assert any(t["target"].startswith("loader per-sample") for t in summary["targets"])
 
 
-@pytest.mark.skipif(not JAR.exists(), reason="the spark-mds jar is not built (make jar)")
 def test_spark(results: Path) -> None:
+    require_jar()
     # dataframe_to_mds only where bench/work/venv-dtm exists (make bench creates it).
     extra = [] if DTM_PYTHON.exists() else ["--no-reference"]
     _bench("spark", "--rows", "300", "--variants", "standard", "--repeat", "1", "--out-dir", str(results), *extra)

@@ -10,6 +10,7 @@ import pytest
 
 from fallback_support import SparkProcess, files, read_index
 from mds_loader.format import get_codec
+from support import require_jar
 
 pytestmark = pytest.mark.spark
 
@@ -19,8 +20,7 @@ DATASETS = ROOT / "tests" / "data" / "reference" / "datasets"
 
 @pytest.fixture(scope="module")
 def both():
-    if not (ROOT / "spark_mds" / "jars" / "spark-mds.jar").is_file():
-        pytest.fail("spark_mds/jars/spark-mds.jar is missing: run `make jar`")
+    require_jar()
     proc = SparkProcess("local[2]", jar=True, register_as="mds_py")
     yield proc
     proc.close()

@@ -22,6 +22,7 @@ import pytest
 from rel_support import HERE, run_child, tree  # noqa: I001 (puts the test directories on sys.path)
 
 import hostile
+from support import require_jar
 
 READERS = ["read_table", "read_table_hash", "get_sample", "streaming_samples", "streaming_arrow", "streaming_numpy",
            "cached_samples", "cached_batches", "cli_validate", "cli_validate_decode", "cli_head", "cli_inspect"]  # fmt: skip
@@ -254,8 +255,7 @@ def test_spark_readers_reject_bad_input(cases):
     """The JVM source and the Python fallback on the representative cases, in one Spark session:
     clear errors (MdsException / MDS*Error naming the file), never an OutOfMemoryError,
     StackOverflowError, index or size exception; the JVM reads an intact dataset afterwards."""
-    if not os.path.isfile(Path(__file__).resolve().parents[2] / "spark_mds" / "jars" / "spark-mds.jar"):
-        pytest.fail("spark_mds/jars/spark-mds.jar is missing: run `make jar`")
+    require_jar()
     for name in SPARK_CASES:  # the Python readers above may have left decompressed copies: start afresh
         shutil.rmtree(cases / "spark" / name, ignore_errors=True)
         shutil.copytree(cases / "cases" / name, cases / "spark" / name)

@@ -28,6 +28,7 @@ import pytest
 from rel_support import CHILD_ENV, HERE, ROOT, kill_group, referenced, stored, wait_for  # noqa: I001
 
 from mds_loader.format.index import publish_index_if_unchanged
+from support import require_jar
 
 CHANGED = "was changed by another writer while this job ran"
 
@@ -132,8 +133,7 @@ def _driver(rounds: list[dict]) -> subprocess.Popen:
 @pytest.mark.spark
 @pytest.mark.slow
 def test_two_drivers_append_to_one_dataset(tmp_path):
-    if not (ROOT / "spark_mds" / "jars" / "spark-mds.jar").is_file():
-        pytest.fail("spark_mds/jars/spark-mds.jar is missing: run `make jar`")
+    require_jar()
     from mds_loader import read_table
 
     marks = tmp_path / "marks"

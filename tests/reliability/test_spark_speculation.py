@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from rel_support import CHILD_ENV, HERE, ROOT, kill_group, run_child, tree, wait_for  # noqa: I001
+from support import require_jar
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -67,8 +68,7 @@ def cluster(tmp_path_factory):
 
 
 def test_speculative_duplicates_never_duplicate_samples(cluster, tmp_path):
-    if not (ROOT / "spark_mds" / "jars" / "spark-mds.jar").is_file():
-        pytest.fail("spark_mds/jars/spark-mds.jar is missing: run `make jar`")
+    require_jar()
     marks = tmp_path / "marks"
     marks.mkdir()
     args = {"master": cluster, "jvm": str(tmp_path / "jvm"), "py": str(tmp_path / "py"), "marks": str(marks)}

@@ -24,19 +24,15 @@ import pytest
 
 from mds_loader.format.write_jobs import job_marker, job_of
 from rel_support import CHILD_ENV, HERE, ROOT, kill_group, run_child, tree, wait_for  # noqa: I001
+from support import require_jar
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 FORMATS = ("mds", "mds_py")  # the JVM source, the Python fallback
 
 
-def _jar() -> None:
-    if not (ROOT / "spark_mds" / "jars" / "spark-mds.jar").is_file():
-        pytest.fail("spark_mds/jars/spark-mds.jar is missing: run `make jar`")
-
-
 def test_task_failures(tmp_path):
-    _jar()
+    require_jar()
     (tmp_path / "hooks").mkdir()
     args = {"jvm": str(tmp_path / "jvm"), "py": str(tmp_path / "py"), "hooks": str(tmp_path / "hooks")}
     lines, _ = run_child([str(HERE / "spark_jobs.py"), "task_failures", json.dumps(args)], timeout=600)
@@ -82,7 +78,7 @@ def _initial_dataset(path) -> None:
 def test_driver_killed_between_task_commits_and_index_write(tmp_path, fmt, point):
     """The driver pauses at the hook (every task committed; for the JVM, inside the index lock
     after the optimistic check) and is killed with SIGKILL with its JVM and Python workers."""
-    _jar()
+    require_jar()
     from mds_loader import read_table
 
     path = tmp_path / "ds"

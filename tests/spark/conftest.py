@@ -12,12 +12,12 @@ import os
 import pytest
 
 from mds_testutil import REF_VENV, REFERENCE_DATA, ROOT, _builder, run_reference  # noqa: F401 (re-exported)
+from support import require_jar
 
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    if not os.path.isfile(os.path.join(ROOT, "spark_mds", "jars", "spark-mds.jar")):
-        pytest.fail("spark_mds/jars/spark-mds.jar is missing: run `make jar`")
+    require_jar()
     warehouse = str(tmp_path_factory.mktemp("warehouse"))
     session = _builder("local[2]", warehouse).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")

@@ -200,7 +200,7 @@ object MdsSerializer {
         try { while (p.nextToken() != null) {} } finally p.close()
       } catch {
         case e: Exception => throw new MdsException(s"column '$col' (encoding json): value ${s.toString.take(100)} is not valid JSON " +
-          s"(${e.getMessage.linesIterator.nextOption().getOrElse("")}); fix the value or use encoding.$col=str")
+          s"(${e.getMessage.linesIterator.take(1).mkString}); fix the value or use encoding.$col=str")
       }
       o.putBytes(bytes)
     }

@@ -8,7 +8,6 @@ import io.sparkmds.format._
 import org.apache.hadoop.conf.Configuration
 import org.apache.hadoop.fs.Path
 import org.apache.spark.TaskContext
-import org.apache.spark.internal.Logging
 import org.apache.spark.sql.{DataFrame, SparkSession}
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.types.StructType
@@ -151,15 +150,16 @@ object MdsTestHooks {
  * `index.json` from their messages, publish it atomically after checking that nobody changed it,
  * then remove unreferenced files of this job (and, on overwrite, the replaced shards).
  */
-object MdsWriteJob extends Logging {
+object MdsWriteJob {
+  // slf4j, not Spark's Logging trait: its compiled forwarders differ between Spark lines (4.1's reference
+  // Logging.MDC, absent from 4.0).
+  private val log = org.slf4j.LoggerFactory.getLogger(getClass)
   private val random = new SecureRandom()
 
   def newJobId(): String = { val b = new Array[Byte](6); random.nextBytes(b); b.map(x => f"${x & 0xff}%02x").mkString }
 
-  def hadoopConf(session: SparkSession, options: Map[String, String]): Configuration = session match {
-    case s: org.apache.spark.sql.classic.SparkSession => s.sessionState.newHadoopConfWithOptions(options)
-    case s => new Configuration(s.sparkContext.hadoopConfiguration)
-  }
+  def hadoopConf(session: SparkSession, options: Map[String, String]): Configuration =
+    session.sessionState.newHadoopConfWithOptions(options)
 
   /** True when `path` holds an MDS dataset (an index.json). */
   def exists(session: SparkSession, path: String, options: Map[String, String]): Boolean = {
@@ -192,7 +192,7 @@ object MdsWriteJob extends Logging {
       case _ => SchemaConverter.writeLayout(schema, opts)
     }
     if (opts.compression.exists(_.family == "lz4")) {
-      logWarning(s"writing $where with lz4 compression, an spark-mds extension that mosaicml-streaming cannot read")
+      log.warn(s"writing $where with lz4 compression, an spark-mds extension that mosaicml-streaming cannot read")
     }
 
     val jobId = newJobId()
@@ -232,7 +232,7 @@ object MdsWriteJob extends Logging {
         MdsFiles.deleteAll(qualified, conf, old.shards.flatMap(_.basenames).filterNot(referenced).distinct)
       }
     } catch {
-      case e: Exception => logWarning(s"could not remove unreferenced files under $where: $e")
+      case e: Exception => log.warn(s"could not remove unreferenced files under $where: $e")
     }
   }
 
@@ -244,6 +244,6 @@ object MdsWriteJob extends Logging {
     try {
       MdsFiles.deleteJobMarker(dir, conf, jobId)
       MdsFiles.deleteAll(dir, conf, MdsFiles.listWithPrefix(dir, conf, jobPrefix(jobId)))
-    } catch { case e: Exception => logWarning(s"could not remove the files of an aborted write under $dir: $e") }
+    } catch { case e: Exception => log.warn(s"could not remove the files of an aborted write under $dir: $e") }
   }
 }

@@ -6,6 +6,7 @@ import scala.jdk.CollectionConverters._
 
 import io.sparkmds.format.MdsException
 import io.sparkmds.spark.{MdsOptions, MdsReadSupport, MdsWriteJob}
+import io.sparkmds.spark.compat.MdsSourceCompat
 import org.apache.hadoop.fs.Path
 import org.apache.spark.sql.{DataFrame, SaveMode, SQLContext}
 import org.apache.spark.sql.connector.catalog.{Table, TableProvider}
@@ -18,8 +19,9 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap
  * The `mds` data source: reads through DataSource V2 and writes through the V1 fallback
  * (`V1_BATCH_WRITE` + [[CreatableRelationProvider]]) so that every SaveMode works on
  * `df.write.format("mds").save(path)` as well as SQL INSERT / INSERT OVERWRITE / CTAS.
+ * [[MdsSourceCompat]] holds what differs between Spark lines (jvm/src/spark-<line>).
  */
-class MdsDataSource extends TableProvider with DataSourceRegister with CreatableRelationProvider {
+class MdsDataSource extends TableProvider with DataSourceRegister with MdsSourceCompat {
   override def shortName(): String = "mds"
 
   override def supportsExternalMetadata(): Boolean = true
@@ -39,9 +41,6 @@ class MdsDataSource extends TableProvider with DataSourceRegister with Creatable
     }
     new MdsTable(schema, properties.asScala.toMap)
   }
-
-  // Storability is checked by our own layout code, whose errors name the column and what to do.
-  override def supportsDataType(dt: org.apache.spark.sql.types.DataType): Boolean = true
 
   override def createRelation(sqlContext: SQLContext, mode: SaveMode, parameters: Map[String, String],
       data: DataFrame): BaseRelation = {

@@ -75,6 +75,7 @@ spark-venvs: $(addprefix $(STAMPS)/spark-,$(SPARK_TEST_VERSIONS))
 
 test: setup ref-venv
 	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory test-spark35
 
 # The Spark suite (both implementations) on Spark 3.5 with Scala 2.12, in its own venv.
 test-spark35: setup $(STAMPS)/spark-$(SPARK35)

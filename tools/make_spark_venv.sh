@@ -13,8 +13,10 @@ test -x "$venv/bin/python" || "$py" -m venv "$venv"
 pip="$venv/bin/python -m pip --disable-pip-version-check -q"
 # torch first and pinned (mds-loader needs it): an unpinned torch resolves to a multi-GB CUDA build.
 $pip install torch==2.13.0
-$pip install "pyspark[connect]==$version" "pandas<3"
-$pip install -e ./loader -e . pytest pytest-timeout
+# pyspark 3.5's extras pin numpy<2, and pyarrow 26 needs numpy 2: keep a pyarrow that imports there.
+case $version in 3.*) pyarrow="pyarrow<26" ;; *) pyarrow="pyarrow" ;; esac
+$pip install "pyspark[connect]==$version" "pandas<3" "$pyarrow"
+$pip install -e ./loader -e ".[test]"
 got=$("$venv/bin/python" -c 'import pyspark; print(pyspark.__version__)')
 if [ "$got" != "$version" ]; then
     echo "make_spark_venv: installing spark-mds replaced pyspark $version by $got in $venv" >&2

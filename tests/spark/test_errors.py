@@ -8,7 +8,7 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from mds_testutil import files, read_index
+from mds_testutil import JVM_WRITES_INTERVALS, files, read_index
 
 pytestmark = pytest.mark.spark
 
@@ -43,10 +43,12 @@ def test_existing_path_and_append_schema_mismatch(spark, out):
 def test_unsupported_types(spark, out):
     raises(lambda: spark.range(1).withColumn("n", F.lit(None)).write.format("mds").save(out),
            r"column 'n' has type VOID, which MDS cannot store")
+    # Spark 3.5 refuses every interval column before the source sees it, with its own message.
+    interval = r"Cannot save interval data type into external storage" if not JVM_WRITES_INTERVALS else None
     raises(lambda: spark.range(1).withColumn("c", F.expr("make_interval(1, 2)")).write.format("mds").save(out),
-           r"column 'c' has type INTERVAL, which MDS cannot store")
+           interval or r"column 'c' has type INTERVAL, which MDS cannot store")
     raises(lambda: spark.range(1).withColumn("a", F.expr("array(make_interval(1))")).write.format("mds").save(out),
-           r"column 'a' has type ARRAY<INTERVAL> \(containing INTERVAL\)")
+           interval or r"column 'a' has type ARRAY<INTERVAL> \(containing INTERVAL\)")
     raises(lambda: spark.range(1).withColumn("__nulls__", F.lit(1)).write.format("mds").save(out),
            r"'__nulls__' is reserved")
     assert not os.path.exists(os.path.join(out, "index.json"))

@@ -15,7 +15,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from mds_testutil import assert_same_rows, files, read_index, referenced
+from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows, files, read_index, referenced
 
 pytestmark = pytest.mark.spark
 
@@ -85,10 +85,11 @@ ROWS = [
 @pytest.fixture(scope="module")
 def all_types(spark):
     df = spark.createDataFrame(ROWS, SCHEMA)
-    # Intervals have no Python input type: build them with SQL.
-    df = df.withColumn("dt_iv", F.expr("make_dt_interval(id, id * 3, 7, 1.000001)")) \
-           .withColumn("ym_iv", F.expr("make_ym_interval(cast(id as int) * 100, 11)")) \
-           .withColumn("iv_null", F.expr("if(id = 2, null, make_dt_interval(-id))"))
+    if JVM_WRITES_INTERVALS:  # (Spark 3.5 refuses intervals in this write path: test_errors)
+        # Intervals have no Python input type: build them with SQL.
+        df = df.withColumn("dt_iv", F.expr("make_dt_interval(id, id * 3, 7, 1.000001)")) \
+               .withColumn("ym_iv", F.expr("make_ym_interval(cast(id as int) * 100, 11)")) \
+               .withColumn("iv_null", F.expr("if(id = 2, null, make_dt_interval(-id))"))
     return df.cache()
 
 
@@ -229,10 +230,16 @@ def test_sql_statements(spark, all_types, out, tmp_path):
         spark.sql(f"CREATE TABLE t_ctas_loc USING mds LOCATION '{tmp_path / 'ctas'}' AS SELECT id, st FROM {src}")
         assert_same_rows(spark.read.format("mds").load(str(tmp_path / "ctas")), spark.table("t_ctas_loc"))
 
-        spark.sql(f"CREATE OR REPLACE TABLE t_ctas USING mds AS SELECT id, str FROM {src} WHERE id < 2")
-        assert sorted(r.id for r in spark.table("t_ctas").collect()) == [0, 1]
-        all_types.select("id", "str").writeTo("t_ctas").append()
-        assert spark.table("t_ctas").count() == 6
+        if SPARK_MAJOR >= 4:
+            spark.sql(f"CREATE OR REPLACE TABLE t_ctas USING mds AS SELECT id, str FROM {src} WHERE id < 2")
+            assert sorted(r.id for r in spark.table("t_ctas").collect()) == [0, 1]
+            all_types.select("id", "str").writeTo("t_ctas").append()
+            assert spark.table("t_ctas").count() == 6
+        else:  # Spark 3.5 writes catalog tables of V1 sources only through V1 commands (README: limits)
+            with pytest.raises(Exception, match="Cannot write into v1 table"):
+                all_types.select("id", "str").writeTo("t_ctas").append()
+            with pytest.raises(Exception, match="does not support truncate in batch mode"):
+                spark.sql(f"CREATE OR REPLACE TABLE t_ctas USING mds AS SELECT id, str FROM {src} WHERE id < 2")
 
         all_types.write.format("mds").saveAsTable("t_saved")
         all_types.write.format("mds").mode("append").saveAsTable("t_saved")

@@ -6,7 +6,8 @@ import io.sparkmds.format.{Compression, Hashing, MdsException}
 
 /**
  * All options of the `mds` source, parsed and validated in one place. Option names are
- * case-insensitive; the column part of `encoding.<column>` keeps its case.
+ * case-insensitive; the column part of `encoding.<column>` is matched to a column exactly, else ignoring
+ * case (SchemaConverter.resolveEncodings).
  *
  * Write: `compression` (default `zstd`), `hashes` (comma-separated), `size_limit` (bytes or a
  * binary-suffixed string such as `64mb`; default `1 << 26`), `encoding.<column>`, `nulls`

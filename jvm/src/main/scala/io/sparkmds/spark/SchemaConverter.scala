@@ -147,20 +147,40 @@ object SchemaConverter {
     val dup = names.groupBy(identity).collect { case (n, v) if v.length > 1 => n }
     if (dup.nonEmpty) throw new MdsException(s"duplicate column names ${dup.mkString(", ")}; MDS column names must be unique")
     names.foreach(n => if (n.isEmpty) throw new MdsException("a column has an empty name; MDS columns need names"))
-    val unknown = opts.encodings.keys.filterNot(names.contains)
-    if (unknown.nonEmpty) {
-      throw new MdsException(s"option ${unknown.map("encoding." + _).mkString(", ")} names no column; columns are ${names.mkString(", ")}")
-    }
+    val overrides = resolveEncodings(opts.encodings, names.toIndexedSeq)
     val mask = opts.nullMask && schema.fields.exists(_.nullable)
     val storage = (names.toIndexedSeq ++ (if (mask) Seq(MdsIndex.NullMaskColumn) else Nil)).sortWith(PyJson.codePointLess)
     val encs = schema.fields.map { f =>
-      opts.encodings.get(f.name).map(overrideEncoding(f.name, f.dataType, _)).getOrElse(defaultEncoding(f.name, f.dataType))
+      overrides.get(f.name).map(overrideEncoding(f.name, f.dataType, _)).getOrElse(defaultEncoding(f.name, f.dataType))
     }
     val cols = schema.fields.zipWithIndex.map { case (f, i) => ColumnSpec(f, i, storage.indexOf(f.name), encs(i)) }.toIndexedSeq
     val storageEncs = storage.map { n =>
       if (n == MdsIndex.NullMaskColumn && mask) nullMaskEncoding(schema.length) else encs(names.indexOf(n))
     }
     MdsLayout(schema, cols, storage, storageEncs, if (mask) storage.indexOf(MdsIndex.NullMaskColumn) else -1, hasLogicalSchema = true)
+  }
+
+  /**
+   * Maps `encoding.<column>` overrides to the data's column names: a key names the column equal to it,
+   * else the one column equal to it ignoring case (Spark may hand option keys over lower-cased, and
+   * the Python data source always gets them so).
+   */
+  def resolveEncodings(encodings: Map[String, String], columns: Seq[String]): Map[String, String] = {
+    val (resolved, unknown) = encodings.toSeq.map { case (key, enc) =>
+      if (columns.contains(key)) (Some(key -> enc), None)
+      else columns.filter(_.equalsIgnoreCase(key)) match {
+        case Seq(c) => (Some(c -> enc), None)
+        case Seq() => (None, Some(key))
+        case many => throw new MdsException(s"option encoding.$key matches the columns ${many.mkString(", ")}, which " +
+          "differ only in case; Python data sources receive option names lower-cased, so rename the columns apart to " +
+          "give them encodings")
+      }
+    }.unzip
+    if (unknown.flatten.nonEmpty) {
+      throw new MdsException(s"option ${unknown.flatten.map("encoding." + _).mkString(", ")} names no column; columns " +
+        s"are ${columns.mkString(", ")}")
+    }
+    resolved.flatten.toMap
   }
 
   def nullMaskEncoding(numFields: Int): MdsEncoding = MdsEncoding.ndarray(DType.UInt8, Some(Array((numFields + 7) / 8)))
@@ -270,7 +290,7 @@ object SchemaConverter {
       throw new MdsException(s"cannot append to the MDS dataset at $where: the data's schema differs from the dataset's " +
         s"(${parts.mkString("; ")}). Dataset schema: ${old.simpleString}; data schema: ${schema.simpleString}")
     }
-    opts.encodings.foreach { case (c, e) =>
+    resolveEncodings(opts.encodings, old.fieldNames.toIndexedSeq).foreach { case (c, e) =>
       existing.byName(c) match {
         case Some(spec) if spec.encoding.name == MdsEncoding.parse(e, s"option encoding.$c").name => ()
         case Some(spec) => throw new MdsException(s"option encoding.$c='$e' conflicts with the existing dataset at $where, " +

@@ -73,10 +73,12 @@ def jar_path(spark_version: str | None = None, scala_version: str | None = None)
 
 def configure(builder: Any) -> Any:
     """Prepares a ``SparkSession.builder`` for ``format("mds")`` and returns it: adds the plugin jar
-    for the installed pyspark's Spark (``spark.jars``, keeping jars already listed there), and sets
-    ``spark.pyspark.python`` to this interpreter unless ``spark.pyspark.python`` or the environment
-    variable ``PYSPARK_PYTHON`` already chooses one (PySpark's default, ``python3`` on the PATH, may
-    not have spark-mds installed).
+    for the installed pyspark's Spark (``spark.jars``, keeping jars already listed there), and makes
+    Spark's Python workers run this interpreter unless ``spark.pyspark.python`` or the environment
+    variable ``PYSPARK_PYTHON`` already chooses one. (PySpark's default is ``python3`` on the PATH,
+    which may not have spark-mds installed. A driver that Python starts takes the workers'
+    interpreter from ``PYSPARK_PYTHON`` when the session starts, not from ``spark.pyspark.python``,
+    which only spark-submit reads; so the choice is set as both, the variable only where unset.)
     """
     options = getattr(builder, "_options", {})
     jar = jar_path()
@@ -84,8 +86,10 @@ def configure(builder: Any) -> Any:
     if jar not in jars:
         jars.append(jar)
     builder = builder.config("spark.jars", ",".join(jars))
-    if "spark.pyspark.python" not in options and not os.environ.get("PYSPARK_PYTHON"):
-        builder = builder.config("spark.pyspark.python", sys.executable)
+    python = options.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    if "spark.pyspark.python" not in options:
+        builder = builder.config("spark.pyspark.python", python)
+    os.environ.setdefault("PYSPARK_PYTHON", python)
     return builder
 
 
@@ -164,11 +168,43 @@ def register(spark: Any) -> str:
     return "python" if register_python_source(spark) else "jvm"
 
 
-def write(df, path: str, mode: str = "errorifexists", **options) -> None:
+def write(df, path: str, mode: str = "errorifexists", *, engine: str = "auto", format: str = "mds", **options) -> None:
     """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode (``errorifexists``, ``ignore``,
     ``append``, ``overwrite``), whichever implementation serves ``format("mds")``; ``options`` are
     the writer options (``compression``, ``hashes``, ``size_limit``, ``nulls``, and
-    ``encoding.<column>`` as ``**{"encoding.image": "jpeg"}``). See :mod:`spark_mds.save_modes`."""
+    ``encoding.<column>`` as ``**{"encoding.image": "jpeg"}``). Where nothing serves ``format("mds")``
+    (PySpark 3.5 without the jar, classic or Spark Connect), the same files are written by
+    ``mapInArrow`` jobs; ``engine="mapInArrow"`` or ``"format"`` forces one way; ``format``: the
+    data source name (another name where the Python fallback was registered under one, e.g.
+    ``"mds_py"``). See :mod:`spark_mds.save_modes` and :mod:`spark_mds.arrow_jobs`."""
     from .save_modes import write as _write
 
-    _write(df, path, mode, **options)
+    _write(df, path, mode, engine=engine, format=format, **options)
+
+
+def read(spark, path: str, schema=None, *, engine: str = "auto", format: str = "mds", **options):
+    """Reads the MDS dataset at ``path`` into a DataFrame: ``spark.read.format("mds")`` when the JVM
+    source or the registered Python fallback serves it, else (PySpark 3.5 without the jar, classic or
+    Spark Connect) ``mapInArrow`` tasks that decode the shards with the fallback's reader; the same
+    values either way. ``schema``: a ``StructType`` or DDL string (a subset of the columns, or stored
+    bytes as ``BINARY``), else the dataset's. ``options``: read options (``max_partition_bytes``,
+    ``validate_hash``, ``storage_options`` / ``storage.<name>``). ``engine="mapInArrow"`` or
+    ``"format"`` forces one way; ``format``: the data source name (another name where the Python
+    fallback was registered under one, as for :func:`write`). See :mod:`spark_mds.arrow_jobs`."""
+    from .arrow_jobs import engine_name, read as _read_with_arrow, source_missing
+    from .save_modes import _option_text
+
+    engine = engine_name(engine)
+    texts = {k: _option_text(v) for k, v in options.items()}
+    if engine != "mapInArrow":
+        reader = spark.read.format(format).options(**texts)
+        if schema is not None:
+            reader = reader.schema(schema)
+        try:
+            df = reader.load(path)
+            df.schema  # noqa: B018 - Spark Connect resolves the source only when asked
+            return df
+        except Exception as exc:
+            if engine == "format" or not source_missing(exc, format):
+                raise
+    return _read_with_arrow(spark, path, schema, texts)

@@ -1,5 +1,7 @@
-"""The pure-Python ``format("mds")``: a PySpark (4.1+) Python Data Source for sessions that cannot
-load the spark-mds jar (Spark Connect clients, serverless).
+"""The pure-Python ``format("mds")``: a PySpark (4.0+) Python Data Source for sessions that cannot
+load the spark-mds jar (Spark Connect clients, serverless). Where PySpark has no Python Data Source
+API (open-source 3.5), ``spark_mds.write`` / ``spark_mds.read`` run the same reader and writer in
+``mapInArrow`` jobs instead (:mod:`spark_mds.arrow_jobs`).
 
 It writes and reads exactly what the JVM source does (docs/format.md): same options, type mapping,
 file names and commit protocol, so either implementation reads the other's datasets.
@@ -13,7 +15,10 @@ Use::
     spark_mds.save_modes.write(df, path, mode="errorifexists")  # every SaveMode, either implementation
 
 The Python workers of the executors (and the driver's planner workers) need ``spark_mds`` and
-``mds_loader`` installed, with pyarrow.
+``mds_loader`` installed, with pyarrow. Spark starts them with ``spark.pyspark.python``, else
+``PYSPARK_PYTHON``, else ``python3`` from the PATH; where that interpreter lacks them, reads and
+writes fail naming it and the setting (:mod:`spark_mds.worker_guard`), not with a bare
+``ModuleNotFoundError``.
 
 What PySpark's Python Data Source API cannot do, and what works instead:
 
@@ -35,9 +40,9 @@ What PySpark's Python Data Source API cannot do, and what works instead:
       INSERT INTO t WITH ('path' = '/data/ds') SELECT * FROM src;
 
   ``SELECT * FROM mds.`/data/ds``` fails (``UNSUPPORTED_DATASOURCE_FOR_DIRECT_QUERY``).
-* **Snapshots**: Spark plans a Python source's relation once, when a DataFrame or temporary view is
-  first used, and reuses that plan (``REFRESH TABLE`` does not renew it). So a DataFrame or view keeps
-  reading the dataset as it was then: after writing, load the DataFrame again or run
+* **Snapshots**: Spark (from 4.1; 4.0 plans a view again for every query) plans a Python source's
+  relation once, when a DataFrame or temporary view is first used, and reuses that plan
+  (``REFRESH TABLE`` does not renew it). So a DataFrame or view keeps reading the dataset as it was then: after writing, load the DataFrame again or run
   ``CREATE OR REPLACE TEMPORARY VIEW`` again (``WITH ('path' = ...)`` queries are planned afresh each
   time). A plan whose shards were replaced by an overwrite fails, saying so.
 * **Column pruning**: the reader is not told which columns a query uses, so it decodes every column
@@ -64,9 +69,11 @@ from typing import ClassVar
 from pyspark.sql.datasource import DataSource, DataSourceReader, DataSourceWriter
 from pyspark.sql.types import StructType
 
+from .fallback.compat import error_condition, session_parallelism
 from .fallback.options import dataset_path
 from .fallback.reader import MdsReader, default_parallelism, infer_schema
 from .fallback.writer import MdsArrowWriter, plan_write
+from .worker_guard import source_class
 
 __all__ = ["MdsDataSource", "register_python_source", "python_source_class", "DEFAULT_NAME"]
 
@@ -110,36 +117,24 @@ def python_source_class(name: str = DEFAULT_NAME, parallelism: int = 0) -> type[
     return type(f"MdsDataSource_{name}", (MdsDataSource,), {"short_name": name, "parallelism": int(parallelism)})
 
 
-def _default_parallelism(spark) -> int:
-    try:
-        return int(spark.sparkContext.defaultParallelism)  # classic sessions
-    except Exception:  # Spark Connect has no SparkContext
-        try:
-            return int(spark.conf.get("spark.default.parallelism", "0") or 0)
-        except Exception:
-            return 0
-
-
 def register_python_source(spark, name: str = DEFAULT_NAME) -> bool:
     """Registers the Python ``format(name)`` source on ``spark``.
+
+    The class registered is :func:`spark_mds.worker_guard.source_class`: it reaches Spark's Python
+    workers by value and creates :func:`python_source_class` there, so that a worker whose
+    interpreter lacks spark-mds fails naming that interpreter and ``spark.pyspark.python``.
 
     Returns:
         True when registered (or re-registered); False when a JVM data source already owns ``name``
         (Spark raises ``DATA_SOURCE_ALREADY_EXISTS``: the spark-mds jar is on the classpath and
         serves ``format("mds")`` itself).
     """
-    cls = python_source_class(name, _default_parallelism(spark))
+    python_source_class(name)  # validates the name
+    cls = source_class(name, session_parallelism(spark))
     try:
         spark.dataSource.register(cls)
     except Exception as exc:
-        condition = None
-        get = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
-        if get is not None:
-            try:
-                condition = get()
-            except Exception:
-                condition = None
-        if condition == "DATA_SOURCE_ALREADY_EXISTS" or "DATA_SOURCE_ALREADY_EXISTS" in str(exc):
+        if error_condition(exc) == "DATA_SOURCE_ALREADY_EXISTS" or "DATA_SOURCE_ALREADY_EXISTS" in str(exc):
             return False
         raise
     return True

@@ -9,12 +9,20 @@ the JVM source defines them (docs/format.md §6): a dataset *exists* at a path w
 data is appended (which creates the dataset). Existence is asked of the source itself (a schema
 lookup that runs where the data source runs), so the check also works from a Spark Connect client.
 The check and the append are two steps: a concurrent writer may create the dataset in between.
+
+Where nothing serves ``format("mds")`` (open-source PySpark 3.5 without the jar, classic or Spark
+Connect: Spark says ``DATA_SOURCE_NOT_FOUND`` before anything runs), the write goes through
+``mapInArrow`` jobs (:mod:`spark_mds.arrow_jobs`) with the same files, modes and commit protocol;
+there the existence check reads ``index.json`` on the driver and is repeated against the job's own
+snapshot of the index, so a dataset created in between fails the commit instead of being appended to.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from .fallback.compat import error_condition
 
 __all__ = ["write", "SAVE_MODES", "DatasetExistsError"]
 
@@ -27,14 +35,6 @@ SAVE_MODES = {
 
 class DatasetExistsError(FileExistsError):
     """``mode="errorifexists"`` and the path already holds an MDS dataset."""
-
-
-def _condition(exc: BaseException) -> str:
-    get = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
-    try:
-        return (get() if get else None) or ""
-    except Exception:
-        return ""
 
 
 def _option_text(value: Any) -> str:
@@ -61,7 +61,8 @@ def _exists(spark: Any, format: str, path: str, options: dict[str, str]) -> bool
     return True
 
 
-def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds", **options: Any) -> None:
+def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds", engine: str = "auto",
+          **options: Any) -> None:
     """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode.
 
     Args:
@@ -70,6 +71,10 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
         mode: ``errorifexists`` (default, alias ``error``), ``ignore``, ``append`` or ``overwrite``.
         format: the data source name (``"mds"``; another name when the Python fallback was registered
             under one, e.g. ``"mds_py"``).
+        engine: ``auto`` (default): ``df.write.format(format)`` when the session has a source of that
+            name (the JVM source, or the registered Python fallback), else ``mapInArrow`` jobs
+            (:mod:`spark_mds.arrow_jobs`: PySpark 3.5, or no source registered); ``format`` or
+            ``mapInArrow`` forces one of them. Either writes the same files with the same protocol.
         options: writer options (``compression="zstd"``, ``size_limit="64mb"``, ``hashes="sha1"``,
             ``nulls="mask"``, and ``encoding.<column>`` given as ``**{"encoding.img": "jpeg"}``); for
             a remote path of the Python fallback, ``storage_options={...}`` (a dict, passed as JSON)
@@ -78,22 +83,46 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
     Raises:
         DatasetExistsError: ``errorifexists`` and a dataset exists at ``path`` (the fallback; the JVM
             source raises its own error with the same message).
-        ValueError: an unknown mode.
+        ValueError: an unknown mode or engine.
     """
+    from .arrow_jobs import engine_name, source_missing
+
     key = str(mode).strip().lower()
     if key not in SAVE_MODES:
         raise ValueError(f"unknown save mode {mode!r}; use one of errorifexists, ignore, append, overwrite")
     mode = SAVE_MODES[key]
+    engine = engine_name(engine)
     texts = {k: _option_text(v) for k, v in options.items()}
+    if engine == "mapInArrow":
+        _write_with_arrow(df, path, mode, texts)
+        return
+    try:
+        _write_with_source(df, path, mode, format, texts)
+    except Exception as exc:
+        if engine == "auto" and source_missing(exc, format):  # nothing ran: no source of that name
+            _write_with_arrow(df, path, mode, texts)
+            return
+        raise
+
+
+def _write_with_arrow(df: Any, path: str, mode: str, texts: dict[str, str]) -> None:
+    from .arrow_jobs import write as write_with_arrow
+
+    write_with_arrow(df, path, mode, texts)
+
+
+def _write_with_source(df: Any, path: str, mode: str, format: str, texts: dict[str, str]) -> None:
     writer = df.write.format(format).options(**texts)
     if mode in ("append", "overwrite"):
         writer.mode(mode).save(path)
         return
     try:
-        writer.mode(mode).save(path)  # the JVM source implements every mode
+        # The JVM source implements every mode. "error", not "errorifexists": Spark Connect clients
+        # (4.x) accept only the former.
+        writer.mode("error" if mode == "errorifexists" else mode).save(path)
         return
     except Exception as exc:
-        if "UNSUPPORTED_DATA_SOURCE_SAVE_MODE" not in _condition(exc) + str(exc):
+        if "UNSUPPORTED_DATA_SOURCE_SAVE_MODE" not in error_condition(exc) + str(exc):
             raise
     if _exists(df.sparkSession, format, path, texts):
         if mode == "errorifexists":

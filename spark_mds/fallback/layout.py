@@ -15,7 +15,6 @@ from pyspark.sql.types import (
     BinaryType,
     BooleanType,
     ByteType,
-    CalendarIntervalType,
     DataType,
     DateType,
     DayTimeIntervalType,
@@ -75,7 +74,7 @@ def type_sql(t: DataType) -> str:
         fields = ", ".join(f"{f.name if _PLAIN_NAME.fullmatch(f.name) else '`' + f.name.replace('`', '``') + '`'}: {type_sql(f.dataType)}"
                            for f in t.fields)  # fmt: skip
         return f"STRUCT<{fields}>"
-    if isinstance(t, CalendarIntervalType):
+    if type(t).__name__ == "CalendarIntervalType":  # PySpark 4.0+ only
         return "INTERVAL"
     if isinstance(t, NullType):
         return "VOID"
@@ -139,12 +138,47 @@ def check_arrow_transferable(column: str, t: DataType, *, reading: bool) -> None
         )
 
 
-def spark_arrow_type(t: DataType) -> pa.DataType:
-    """The Arrow type in which Spark exchanges values of ``t`` with a Python data source (UTC
-    timestamps, no large types): the type that read batches must have exactly."""
-    from pyspark.sql.pandas.types import to_arrow_type
+def spark_arrow_type(t: DataType, *, large: bool = False) -> pa.DataType:
+    """The Arrow type in which Spark exchanges values of ``t`` with Python (a Python data source's
+    reader and writer, ``mapInArrow``), on every supported Spark version: UTC timestamps,
+    microsecond durations, and strings and binaries as ``string`` / ``binary`` (``large_string`` /
+    ``large_binary`` with ``large``, as Spark sends them under
+    ``spark.sql.execution.arrow.useLargeVarTypes``). Read batches are cast to exactly this type.
 
-    return to_arrow_type(t, timestamp_utc=True, prefers_large_types=False)
+    Our own mapping, on public ``pyspark.sql.types`` only (PySpark's ``to_arrow_type`` is private
+    and changed its signature in 4.2).
+
+    Raises:
+        MDSSchemaError: a type that cannot cross Spark's Arrow transfer as MDS stores it (year-month
+            and calendar intervals, variant, time, ...), naming the type.
+    """
+    if isinstance(t, UserDefinedType):
+        return spark_arrow_type(t.sqlType(), large=large)
+    simple = _ARROW_SIMPLE.get(type(t))
+    if simple is not None:
+        return simple
+    if isinstance(t, StringType) or type(t).__name__ in ("CharType", "VarcharType"):
+        return pa.large_string() if large else pa.string()
+    if isinstance(t, BinaryType):
+        return pa.large_binary() if large else pa.binary()
+    if isinstance(t, DecimalType):
+        return pa.decimal128(t.precision, t.scale)
+    if isinstance(t, ArrayType):
+        return pa.list_(pa.field("element", spark_arrow_type(t.elementType, large=large), t.containsNull))
+    if isinstance(t, MapType):
+        return pa.map_(pa.field("key", spark_arrow_type(t.keyType, large=large), False),
+                       pa.field("value", spark_arrow_type(t.valueType, large=large), t.valueContainsNull))
+    if isinstance(t, StructType):
+        return pa.struct([pa.field(f.name, spark_arrow_type(f.dataType, large=large), f.nullable) for f in t.fields])
+    raise MDSSchemaError(f"type {type_sql(t)} has no Arrow form that Spark exchanges with Python")
+
+
+_ARROW_SIMPLE: dict[type, pa.DataType] = {
+    BooleanType: pa.bool_(), ByteType: pa.int8(), ShortType: pa.int16(), IntegerType: pa.int32(),
+    LongType: pa.int64(), FloatType: pa.float32(), DoubleType: pa.float64(), DateType: pa.date32(),
+    TimestampType: pa.timestamp("us", tz="UTC"), TimestampNTZType: pa.timestamp("us"),
+    DayTimeIntervalType: pa.duration("us"), NullType: pa.null(),
+}  # fmt: skip
 
 
 def spark_arrow_schema(schema: StructType, nullable: Mapping[str, bool] | None = None) -> pa.Schema:

@@ -15,12 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql.datasource import DataSourceReader, InputPartition
 from pyspark.sql.types import BinaryType, StructType
 
 from mds_loader.errors import MDSSchemaError
 from mds_loader.format import ReadColumn, ReadSchema, ShardEntry, ShardReader, parse_encoding
 
+from .compat import DataSourceReader, InputPartition
 from .dataset import check_same_columns, index_where, ndarray_infos, open_shard, read_index
 from .layout import check_arrow_transferable, dataset_spark_schema, spark_arrow_type, type_sql
 from .options import ReadOptions, parse_storage_options
@@ -183,6 +183,12 @@ class MdsReader(DataSourceReader):
         state = dict(self.__dict__)
         state["partitions_"] = []
         return state
+
+    def __reduce__(self) -> tuple:
+        # Unpickling checks first that the worker's interpreter has spark-mds (a clear error if not).
+        from ..worker_guard import seal
+
+        return seal(self)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         """Decodes a group of shards, yielding batches of about 16 MiB of raw shard data."""

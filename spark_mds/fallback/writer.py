@@ -18,13 +18,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from pyspark.sql.datasource import DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
 from mds_loader.errors import MDSError, MDSSchemaError
 from mds_loader.format import TableWriter
 from mds_loader.format.write_jobs import job_marker, job_prefix, new_job_id, temp_index
 
+from .compat import DataSourceArrowWriter, WriterCommitMessage
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
 from .options import WriteOptions
@@ -234,6 +234,12 @@ class MdsArrowWriter(DataSourceArrowWriter):
 
     def __init__(self, plan: WritePlan) -> None:
         self.plan = plan
+
+    def __reduce__(self) -> tuple:
+        # Unpickling checks first that the worker's interpreter has spark-mds (a clear error if not).
+        from ..worker_guard import seal
+
+        return seal(self)
 
     # ------------------------------------------------------------------ executors
 

@@ -73,13 +73,14 @@ $(STAMPS)/spark-%: tools/make_spark_venv.sh pyproject.toml loader/pyproject.toml
 
 spark-venvs: $(addprefix $(STAMPS)/spark-,$(SPARK_TEST_VERSIONS))
 
-test: setup ref-venv
+test: setup ref-venv spark-venvs
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory test-spark35
 
-# The Spark suite (both implementations) on Spark 3.5 with Scala 2.12, in its own venv.
+# The Spark suite (both implementations) on Spark 3.5 with Scala 2.12, in its own venv, and the
+# mapInArrow path that serves Spark 3.5 without the jar.
 test-spark35: setup $(STAMPS)/spark-$(SPARK35)
-	.venv-spark/$(SPARK35)/bin/python -m pytest tests/spark
+	.venv-spark/$(SPARK35)/bin/python -m pytest tests/spark tests/fallback/test_arrow_jobs.py tests/fallback/test_compat_units.py
 
 demo: setup
 	$(PY) examples/quickstart.py

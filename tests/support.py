@@ -57,3 +57,69 @@ def copy_reference_dataset(name: str, dest: Path) -> Path:
     target = dest / name
     shutil.copytree(REFERENCE_DATA / "datasets" / name, target, ignore=shutil.ignore_patterns("expected.json"))
     return target
+
+
+# Reads each dataset given on the command line with the reference StreamingDataset and prints its
+# samples as tagged JSON (numpy scalars and arrays keep their dtype).
+READ_ALL = r"""
+import base64, json, sys
+import numpy as np
+from streaming import StreamingDataset
+def tag(v):
+    if isinstance(v, np.ndarray):
+        return {"nd": [str(v.dtype), list(v.shape), v.astype(np.float64).tolist() if v.dtype.kind == "f" else v.tolist()]}
+    if isinstance(v, np.generic):
+        return {"np": [str(v.dtype), v.item() if v.dtype.kind != "f" else float(v).hex()]}
+    if isinstance(v, float):
+        return {"f": v.hex()}
+    if isinstance(v, bytes):
+        return {"b": base64.b64encode(v).decode()}
+    if type(v).__name__ == "Decimal":
+        return {"dec": str(v)}
+    return {"v": v}
+out = {}
+for arg in sys.argv[1:]:
+    path, validate = arg.split("|")
+    ds = StreamingDataset(local=path, batch_size=1, validate_hash=validate or None)
+    out[path] = [{k: tag(v) for k, v in ds[i].items()} for i in range(ds.num_samples)]
+print(json.dumps(out))
+"""
+
+
+def check_interop_sample(s: dict, row: tuple, num_fields: int = 16) -> None:
+    """One sample of the interop table (spark_tables.INTEROP_ROWS) as READ_ALL printed it: every value
+    exactly as the reference decodes it, nulls as zero values plus their bit in ``__nulls__``."""
+    import base64
+    import datetime as dt
+    import math
+
+    (_, b, sh, i, f, d, flag, text, binv, dec, day, ts, tokens, mat, st, emb) = row
+    nulls = s["__nulls__"]["nd"]
+    assert nulls[0] == "uint8" and nulls[1] == [(num_fields + 7) // 8]
+    bits = [(nulls[2][k // 8] >> (k % 8)) & 1 for k in range(num_fields)]
+    names = ["id", "b", "s", "i", "f", "d", "flag", "text", "bin", "dec", "day", "ts", "tokens", "mat", "st", "emb"]
+    for k, name in enumerate(names):
+        assert bits[k] == (row[k] is None and k > 0), (name, bits)
+    assert s["b"]["np"] == ["int8", b or 0]
+    assert s["s"]["np"] == ["int16", sh or 0]
+    assert s["i"]["np"] == ["int32", i or 0]
+    assert s["f"]["np"] == ["float32", float(f or 0.0).hex()]
+    if d is not None and math.isnan(d):
+        assert s["d"]["np"][1] == "nan"
+    else:
+        assert s["d"]["np"] == ["float64", float(d or 0.0).hex()]
+    assert s["flag"]["np"] == ["uint8", int(bool(flag))]
+    assert s["text"]["v"] == (text or "")
+    assert s["bin"]["b"] == base64.b64encode(binv or b"").decode()
+    assert s["dec"]["dec"] == (str(dec) if dec is not None else "0")
+    epoch = dt.date(1970, 1, 1)
+    assert s["day"]["np"] == ["int32", (day - epoch).days if day else 0]
+    micros = 0 if ts is None else int((ts - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).total_seconds()) * 10**6 + ts.microsecond
+    assert s["ts"]["np"] == ["int64", micros]
+    assert s["tokens"]["nd"] == ["int32", [len(tokens or [])], tokens or []]
+    if mat:
+        assert s["mat"]["nd"] == ["float32", [len(mat), len(mat[0])], mat]
+    else:
+        assert s["mat"]["nd"][1] == [0, 0]
+    assert s["st"]["v"] == (None if st is None else {"x": st[0], "y": st[1]})
+    assert s["emb"]["nd"] == ["float32", [4], emb]

@@ -45,15 +45,21 @@ class SparkProcess:
         cases: the module whose functions :meth:`call` runs (e.g. another test directory's).
         pythonpath: more directories for the child's (and its Python workers') ``PYTHONPATH``,
             e.g. the one that holds ``cases``.
+        workers_python: the interpreter of Spark's Python workers (``PYSPARK_PYTHON``); default: this one.
+        remote: a Spark Connect session (PySpark 4.0+: a Connect server in the child, on a free
+            port, and a client session of it) instead of a classic one.
     """
 
     def __init__(self, master: str = "local[2,2]", *, jar: bool = False, register_as: str | None = "mds",
-                 timeout: float = 300, cases: str = "fallback_spark_cases", pythonpath: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 timeout: float = 300, cases: str = "fallback_spark_cases", pythonpath: tuple[str, ...] = (),
+                 workers_python: str | None = None, remote: bool = False) -> None:  # fmt: skip
         self.timeout = timeout
         self.log = tempfile.NamedTemporaryFile(prefix="mds-fallback-spark-", suffix=".log", delete=False)
-        config = {"master": master, "jar": jar, "register_as": register_as, "cases": cases}
-        paths = [str(ROOT), str(HERE), *pythonpath, os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+        config = {"master": master, "jar": jar, "register_as": register_as, "cases": cases, "remote": remote}
+        # the shared test helpers too: tests/ (support, spark_tables) and tests/spark (mds_testutil)
+        paths = [str(ROOT), str(HERE), str(ROOT / "tests"), str(ROOT / "tests" / "spark"), *pythonpath,
+                 os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYSPARK_PYTHON": workers_python or sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
                "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(paths)}  # fmt: skip
         self.proc = subprocess.Popen(
             [sys.executable, "-u", str(Path(__file__)), "serve", json.dumps(config)],
@@ -109,6 +115,14 @@ class SparkProcess:
             pass
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _serve(config: dict) -> None:
     """The child's loop: one JSON request per stdin line, one JSON reply per line on the original stdout."""
     proto = os.fdopen(os.dup(1), "w")
@@ -117,7 +131,6 @@ def _serve(config: dict) -> None:
     from pyspark.sql import SparkSession
 
     import spark_mds
-    from spark_mds.python_source import register_python_source
 
     warehouse = tempfile.mkdtemp(prefix="mds-fallback-wh-")
     b = SparkSession.builder.master(config["master"]).appName("spark-mds-fallback-tests")
@@ -126,9 +139,22 @@ def _serve(config: dict) -> None:
     b = b.config("spark.sql.warehouse.dir", warehouse)
     if config["jar"]:
         b = spark_mds.configure(b)
+    port = _free_port() if config.get("remote") else None
+    if port is not None:  # a Spark Connect server in this process, on a port of its own
+        b = b.config("spark.plugins", "org.apache.spark.sql.connect.SparkConnectPlugin")
+        b = b.config("spark.connect.grpc.binding.port", str(port))
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    registered = register_python_source(spark, config["register_as"]) if config["register_as"] else None
+    if port is not None:
+        from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+        os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark.sql.functions etc. build Connect columns
+        spark = RemoteSparkSession.builder.remote(f"sc://localhost:{port}").getOrCreate()
+    registered = None
+    if config["register_as"]:  # PySpark 4.0+ (the Python Data Source API)
+        from spark_mds.python_source import register_python_source
+
+        registered = register_python_source(spark, config["register_as"])
     proto.write(json.dumps({"ok": True, "registered": registered}) + "\n")
     proto.flush()
     import importlib

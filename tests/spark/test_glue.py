@@ -58,11 +58,13 @@ def test_configure_keeps_other_jars():
 def test_configure_sets_the_workers_interpreter(monkeypatch):
     monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
     b = spark_mds.configure(SparkSession.builder)
-    assert b._options["spark.pyspark.python"] == sys.executable
+    assert b._options["spark.pyspark.python"] == os.environ["PYSPARK_PYTHON"] == sys.executable
+    monkeypatch.delenv("PYSPARK_PYTHON")
     b = spark_mds.configure(SparkSession.builder.config("spark.pyspark.python", "/opt/py/bin/python"))
-    assert b._options["spark.pyspark.python"] == "/opt/py/bin/python"  # the user's choice stays
+    assert b._options["spark.pyspark.python"] == os.environ["PYSPARK_PYTHON"] == "/opt/py/bin/python"  # the user's
     monkeypatch.setenv("PYSPARK_PYTHON", "/opt/other/python")  # so is the environment's
-    assert "spark.pyspark.python" not in spark_mds.configure(SparkSession.builder)._options
+    assert spark_mds.configure(SparkSession.builder)._options["spark.pyspark.python"] == "/opt/other/python"
+    assert os.environ["PYSPARK_PYTHON"] == "/opt/other/python"
 
 
 def test_jar_path_for_each_spark_line():

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -13,54 +10,17 @@ import pytest
 import zstandard
 
 from mds_testutil import SPARK_MAJOR, read_index, run_reference
+from spark_tables import INTEROP_ROWS, INTEROP_SCHEMA
+from support import READ_ALL, check_interop_sample
 
 pytestmark = [pytest.mark.spark, pytest.mark.interop]
 
 DATASETS = Path(__file__).resolve().parent.parent / "data" / "reference" / "datasets"
 
-# Reads each dataset given on the command line with the reference StreamingDataset and prints its
-# samples as tagged JSON (numpy scalars and arrays keep their dtype).
-READ_ALL = r"""
-import base64, json, sys
-import numpy as np
-from streaming import StreamingDataset
-def tag(v):
-    if isinstance(v, np.ndarray):
-        return {"nd": [str(v.dtype), list(v.shape), v.astype(np.float64).tolist() if v.dtype.kind == "f" else v.tolist()]}
-    if isinstance(v, np.generic):
-        return {"np": [str(v.dtype), v.item() if v.dtype.kind != "f" else float(v).hex()]}
-    if isinstance(v, float):
-        return {"f": v.hex()}
-    if isinstance(v, bytes):
-        return {"b": base64.b64encode(v).decode()}
-    if type(v).__name__ == "Decimal":
-        return {"dec": str(v)}
-    return {"v": v}
-out = {}
-for arg in sys.argv[1:]:
-    path, validate = arg.split("|")
-    ds = StreamingDataset(local=path, batch_size=1, validate_hash=validate or None)
-    out[path] = [{k: tag(v) for k, v in ds[i].items()} for i in range(ds.num_samples)]
-print(json.dumps(out))
-"""
-
-ROWS = [
-    (0, -128, -32768, -2147483648, 1.5, float("nan"), True, "", b"", Decimal("-12.50"),
-     dt.date(1, 1, 1), dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc),
-     [1, 2, 3], [[1.0, 2.0], [3.0, 4.0]], (1, "a"), [1.0] * 4),
-    (1, 127, 32767, 2147483647, float("inf"), -0.5, False, "héllo ✓ 𝄞", b"\x00\xff",
-     Decimal("99999999.99"), dt.date(2000, 2, 29), dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc),
-     [], [[5.0, 6.0, 7.0]], (None, "b"), [0.0, 1.0, 2.0, 3.0]),
-    (2, None, None, None, None, None, None, None, None, None, None, None, None, None, None, [2.0] * 4),
-]
-SCHEMA = ("id long, b byte, s short, i int, f float, d double, flag boolean, text string, bin binary, "
-          "dec decimal(10,2), day date, ts timestamp, tokens array<int>, mat array<array<float>>, "
-          "st struct<x:int,y:string>, emb array<float>")
-
 
 def test_reference_reads_jvm_output(spark, tmp_path, ref_python):
     df = spark.createDataFrame(
-        [(i,) + r[1:] for i, r in enumerate(ROWS * 20)], SCHEMA).repartition(2)
+        [(i,) + r[1:] for i, r in enumerate(INTEROP_ROWS * 20)], INTEROP_SCHEMA).repartition(2)
     paths = {}
     for comp in ["zstd", "gz", "bz2", "snappy", "none", "zstd:9"]:
         p = str(tmp_path / comp.replace(":", "-"))
@@ -75,41 +35,7 @@ def test_reference_reads_jvm_output(spark, tmp_path, ref_python):
         by_id = {s["id"]["np"][1]: s for s in samples}
         assert sorted(by_id) == list(range(60))
         for i, s in by_id.items():
-            row = ROWS[i % 3]
-            check_sample(s, row, num_fields=16)
-
-
-def check_sample(s, row, num_fields):
-    (_, b, sh, i, f, d, flag, text, binv, dec, day, ts, tokens, mat, st, emb) = row
-    nulls = s["__nulls__"]["nd"]
-    assert nulls[0] == "uint8" and nulls[1] == [(num_fields + 7) // 8]
-    bits = [(nulls[2][k // 8] >> (k % 8)) & 1 for k in range(num_fields)]
-    names = ["id", "b", "s", "i", "f", "d", "flag", "text", "bin", "dec", "day", "ts", "tokens", "mat", "st", "emb"]
-    for k, name in enumerate(names):
-        assert bits[k] == (row[k] is None and k > 0), (name, bits)
-    assert s["b"]["np"] == ["int8", b or 0]
-    assert s["s"]["np"] == ["int16", sh or 0]
-    assert s["i"]["np"] == ["int32", i or 0]
-    assert s["f"]["np"] == ["float32", float(f or 0.0).hex()]
-    if d is not None and math.isnan(d):
-        assert s["d"]["np"][1] == "nan"
-    else:
-        assert s["d"]["np"] == ["float64", float(d or 0.0).hex()]
-    assert s["flag"]["np"] == ["uint8", int(bool(flag))]
-    assert s["text"]["v"] == (text or "")
-    assert s["bin"]["b"] == (__import__("base64").b64encode(binv or b"").decode())
-    assert s["dec"]["dec"] == (str(dec) if dec is not None else "0")
-    epoch = dt.date(1970, 1, 1)
-    assert s["day"]["np"] == ["int32", (day - epoch).days if day else 0]
-    micros = 0 if ts is None else int((ts - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).total_seconds()) * 10**6 + ts.microsecond
-    assert s["ts"]["np"] == ["int64", micros]
-    assert s["tokens"]["nd"] == ["int32", [len(tokens or [])], tokens or []]
-    if mat:
-        assert s["mat"]["nd"] == ["float32", [len(mat), len(mat[0])], mat]
-    else:
-        assert s["mat"]["nd"][1] == [0, 0]
-    assert s["st"]["v"] == (None if st is None else {"x": st[0], "y": st[1]})
-    assert s["emb"]["nd"] == ["float32", [4], emb]
+            check_interop_sample(s, INTEROP_ROWS[i % 3])
 
 
 def test_jvm_writes_the_reference_bytes(spark, tmp_path):

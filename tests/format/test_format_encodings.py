@@ -76,7 +76,7 @@ def test_invalid_encodings(text: str) -> None:
 
 
 def test_reference_byte_examples() -> None:
-    """The verified examples of the reference notes (§2)."""
+    """The verified examples of docs/reference-format.md §2."""
     arr = np.arange(6, dtype=np.int16).reshape(2, 3)
     values = bytes.fromhex("000001000200030004000500")
     assert parse_encoding("ndarray").encode(arr) == bytes.fromhex("110802 03".replace(" ", "")) + values

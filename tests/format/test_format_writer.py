@@ -126,7 +126,7 @@ def test_threads_do_not_change_the_output(tmp_path: Path) -> None:
 
 
 def reference_cut(sizes: list[int], limit: int | None, config_len: int) -> list[int]:
-    """The reference's cutting rule (notes §1.5), sample by sample: returns samples per shard."""
+    """The reference's cutting rule (docs/reference-format.md §1.5), sample by sample: returns samples per shard."""
     shards, current, count = [], 8 + config_len, 0
     for size in sizes:
         cost = size + 4

@@ -1,5 +1,5 @@
 """Golden orders written by mosaicml-streaming 0.13.0 (tests/data/reference) and the test vectors
-of the project notes (§4.7, §4.9), reproduced exactly."""
+of docs/ordering.md (§4.7, §4.9), reproduced exactly."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_every_key_covered(orders):
     assert {k.split("/")[0] for k in orders} == {"shuffle", "partition"}
 
 
-# ---------------------------------------------------------------- notes §4.9 / §4.7 vectors
+# ---------------------------------------------------------------- docs/ordering.md §4.9 / §4.7 vectors
 
 SHUFFLE_VECTORS = {
     "naive": [23, 21, 2, 8, 28, 0, 6, 18, 10, 5, 7, 22, 20, 25, 27, 26, 1, 11, 9, 19, 24, 13, 17,
@@ -79,7 +79,7 @@ SHUFFLE_VECTORS = {
 
 
 def test_numpy_generator_vector():
-    # The premise of using numpy's generator directly (notes §4.5/§4.9).
+    # The premise of using numpy's generator directly (docs/ordering.md §4.5/§4.9).
     x = np.arange(10)
     np.random.default_rng(9176).shuffle(x)
     assert x.tolist() == [8, 1, 2, 7, 5, 6, 9, 3, 0, 4]

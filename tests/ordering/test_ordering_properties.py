@@ -1,4 +1,4 @@
-"""Properties of the ordering: elastic determinism across node counts (notes §5.5), resumption
+"""Properties of the ordering: elastic determinism across node counts (docs/ordering.md §5.5), resumption
 equals the tail of the uninterrupted order, and structural invariants of shuffles/partitions."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The binary layout of a raw MDS shard file (docs/format.md, reference notes §1.3).
+"""The binary layout of a raw MDS shard file (docs/reference-format.md §1.3).
 
 ::
 

@@ -3,7 +3,7 @@
 Partitioning over nodes/ranks/workers (:mod:`.partition`), the five shuffle algorithms
 (:mod:`.shuffle`), stream weighting and per-epoch resampling (:mod:`.sampling`), the four batching
 methods (:mod:`.batching`), and the world, defaults, resumption arithmetic and DataLoader batch
-order (:mod:`.world`). The algorithms follow the project notes on MDS/streaming 0.13.0, sections 4, 5 and 7.
+order (:mod:`.world`). The algorithms follow docs/ordering.md.
 """
 
 from .batching import BATCHING_METHODS, generate_work

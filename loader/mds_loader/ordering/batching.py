@@ -1,5 +1,5 @@
 """An epoch's full sample arrangement for the four batching methods of mosaicml-streaming 0.13.0
-(`generate_work`, notes §4.6 and §4.10), from plain inputs.
+(`generate_work`, docs/ordering.md §4.6 and §4.10), from plain inputs.
 
 The result is the int64 array ``(nodes, ranks per node, workers per rank, batches per worker,
 batch size)`` of GLOBAL sample ids (indices into the concatenation of all streams' shards), with

@@ -1,6 +1,6 @@
 """Partitioning an epoch's sample positions over nodes, ranks, DataLoader workers and batches.
 
-Reproduces `get_partitions` of mosaicml-streaming 0.13.0 (notes §4.7) exactly, for the `orig` and
+Reproduces `get_partitions` of mosaicml-streaming 0.13.0 (docs/ordering.md §4.7) exactly, for the `orig` and
 `relaxed` algorithms. The output is an int64 array shaped
 ``(physical nodes, ranks per node, workers per rank, batches per worker, batch size)`` holding
 positions ``0..num_samples-1`` (the "big" ids of the epoch, before shuffling) and ``-1`` padding.
@@ -88,7 +88,7 @@ def get_partitions_orig(num_samples: int,
                         batch_size: int,
                         drop_first: int = 0,
                         initial_physical_nodes: Optional[int] = None) -> NDArray[np.int64]:
-    """The `orig` partition (notes §4.7). `initial_physical_nodes` is accepted and ignored.
+    """The `orig` partition (docs/ordering.md §4.7). `initial_physical_nodes` is accepted and ignored.
 
     Requires canonical and physical node counts to divide one another. `drop_first` is rounded
     down to a multiple of `num_physical_nodes` (with a warning), as the reference does.
@@ -154,7 +154,7 @@ def get_partitions_relaxed(num_samples: int,
                            batch_size: int,
                            drop_first: int = 0,
                            initial_physical_nodes: Optional[int] = None) -> NDArray[np.int64]:
-    """The `relaxed` partition (notes §4.7): `orig` whenever the node counts divide, otherwise the
+    """The `relaxed` partition (docs/ordering.md §4.7): `orig` whenever the node counts divide, otherwise the
     partition of the initial run (`initial_physical_nodes`, same global batch) re-dealt to the
     current nodes. Assumes `ranks_per_node` is unchanged since the initial run."""
     _require_positive(num_canonical_nodes=num_canonical_nodes,

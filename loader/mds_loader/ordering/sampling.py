@@ -1,4 +1,4 @@
-"""Stream weighting and per-epoch resampling (notes §4.6 step B and §7), bit-identical to
+"""Stream weighting and per-epoch resampling (docs/ordering.md §4.6 step B and §7), bit-identical to
 mosaicml-streaming 0.13.0.
 
 * :class:`StreamSpec` describes a stream as the user configured it (its shards' sample counts and
@@ -45,7 +45,7 @@ def _as_sizes(samples_per_shard: Union[Sequence[int], NDArray[np.integer]]) -> N
 
 def get_sampling(samples_per_shard: Union[Sequence[int], NDArray[np.integer]], choose: int,
                  granularity: int, seed: int, epoch: int, use_epoch: bool) -> NDArray[np.int64]:
-    """How many samples to draw from each shard of one stream this epoch (notes §4.6 B.2).
+    """How many samples to draw from each shard of one stream this epoch (docs/ordering.md §4.6 B.2).
 
     Whole multiples of the stream come first (``choose // n`` copies of every shard); the
     remainder is drawn in "picks" of up to `granularity` samples taken in the order of
@@ -170,7 +170,7 @@ class WeightedStream:
 
 def apply_weights(streams: Sequence[StreamSpec], epoch_size: Union[int, str, None],
                   seed: int) -> tuple[list[WeightedStream], int]:
-    """Resolve each stream's samples per epoch (``Stream.apply_weights``, notes §7).
+    """Resolve each stream's samples per epoch (``Stream.apply_weights``, docs/ordering.md §7).
 
     Args:
         streams: The streams, in order.
@@ -277,7 +277,7 @@ def resample_streams(streams: Sequence[WeightedStream],
                      sampling_granularity: int = 1,
                      stream_id: Optional[int] = None
                      ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """The epoch's up/down-sampling (``StreamingDataset.resample_streams``, notes §4.6 B).
+    """The epoch's up/down-sampling (``StreamingDataset.resample_streams``, docs/ordering.md §4.6 B).
 
     Args:
         streams: All streams, with resolved weights, in dataset order.

@@ -1,4 +1,4 @@
-"""The five shuffle algorithms of mosaicml-streaming 0.13.0 (notes §4.8), bit-identical.
+"""The five shuffle algorithms of mosaicml-streaming 0.13.0 (docs/ordering.md §4.8), bit-identical.
 
 ``get_shuffle(algo, shard_sizes, num_canonical_nodes, seed, epoch, block_size)`` returns ``perm``,
 an int64 permutation of ``0..N-1`` (``N = sum(shard_sizes)``): ``perm[position]`` is the id placed
@@ -62,7 +62,7 @@ def divide_spans(span_sizes: NDArray[np.int64], num_samples: int,
                  num_parts: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Cut spans (taken in the given order) at the canonical-node boundaries ``N*(c+1)//C``.
 
-    Same rule as the reference (notes §4.8 ``divide_spans``): a span that straddles a boundary is
+    Same rule as the reference (docs/ordering.md §4.8 ``divide_spans``): a span that straddles a boundary is
     split there and its remainder starts the next part; a zero-length span sitting exactly on a
     boundary stays with the earlier part. Loops over spans only.
 

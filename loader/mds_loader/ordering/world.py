@@ -1,5 +1,5 @@
 """The world, defaults, resumption arithmetic and DataLoader batch order, as pure functions with the
-semantics of mosaicml-streaming 0.13.0 (notes §4.2, §4.4, §5).
+semantics of mosaicml-streaming 0.13.0 (docs/ordering.md §4.2, §4.4, §5).
 
 A StreamingDataset built on these:
 
@@ -113,7 +113,7 @@ class World:
 
     def replicate(self, replication: int) -> "World":
         """The parallel world for `replication` consecutive ranks that see identical samples
-        (notes §4.2): ranks and rank count are divided by `replication`; the node count becomes
+        (docs/ordering.md §4.2): ranks and rank count are divided by `replication`; the node count becomes
         ``num_ranks // ranks_per_node`` when that divides, else 1 node holding every rank."""
         if replication <= 0:
             raise ValueError("Replication factor must be positive.")

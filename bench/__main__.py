@@ -35,7 +35,7 @@ def arguments(name: str, rows: int | None, quick: bool) -> list[str]:
     if quick:
         return {
             "spark": ["--rows", str(rows or 2000), "--repeat", "1"],
-            "loader": ["--rows", str(rows or 2000), "--repeat", "1", "--epochs", "1", "--variants", "standard,fixed"],
+            "loader": ["--rows", str(rows or 2000), "--repeat", "1", "--epochs", "1", "--variants", "standard"],
             "startup": ["--shards", "200", "--repeat", "1"],
             "decode": ["--rows", str(rows or 2000), "--repeats", "1"],
             "remote": ["--rows", str(rows or 4000), "--repeats", "1", "--size-limit", "256kb"],

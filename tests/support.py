@@ -52,8 +52,22 @@ def run_python(script: str, *args: str, python: Path | str = sys.executable, tim
     return json.loads(lines[-1])
 
 
+def decompress_beside(dataset: Path) -> list[Path]:
+    """Writes the raw form of each compressed shard next to it, as the reference's
+    StreamingDataset does in a local dataset directory (our readers never do); returns them."""
+    from mds_loader.format import get_codec, load_index
+
+    made = []
+    for entry in load_index(dataset).shards:
+        if entry.zip_data is not None:
+            raw = get_codec(entry.compression).decompress((dataset / entry.zip_data.basename).read_bytes())
+            (dataset / entry.raw_data.basename).write_bytes(raw)
+            made.append(dataset / entry.raw_data.basename)
+    return made
+
+
 def copy_reference_dataset(name: str, dest: Path) -> Path:
-    """A private copy of a golden dataset (readers may write decompressed shards next to it)."""
+    """A private copy of a golden dataset."""
     target = dest / name
     shutil.copytree(REFERENCE_DATA / "datasets" / name, target, ignore=shutil.ignore_patterns("expected.json"))
     return target

@@ -43,6 +43,7 @@ from .errors import MDSChecksumError, MDSFormatError, MDSSchemaError
 from .format.hashing import get_hash, verify_hash
 from .format.index import ShardEntry
 from .format.reader import ReadSchema, ShardReader, first_sample_ndarray_infos
+from .format.shard_files import inflate, read_local
 from .locks import FileLock
 from .storage import join_url, write_file_atomic
 from .stream import LOCK_DIR, Stream
@@ -376,21 +377,12 @@ class ShardCache:
             raise MDSFormatError(f"{raw_path}: {size} bytes, index.json says {entry.raw_data.bytes}; the file is "
                                  f"truncated or was replaced")
         zip_path = self._path(g, zip_info.basename)
+        validate = self._stream(g).validate_hash if verify else None
         try:
-            with open(zip_path, "rb") as f:
-                data = f.read()
+            data = read_local(zip_path, zip_info, validate)
         except FileNotFoundError:
             raise FileNotFoundError(f"{zip_path}: shard file is missing (and so is its raw form {raw_path})") from None
-        if len(data) != zip_info.bytes:
-            raise MDSFormatError(f"{zip_path}: {len(data)} bytes, index.json says {zip_info.bytes}; the file is "
-                                 f"truncated or was replaced")
-        stream = self._stream(g)
-        if verify and stream.validate_hash:
-            verify_hash(stream.validate_hash, data, zip_info.hashes, zip_path)
-        out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
-        if len(out) != entry.raw_data.bytes:
-            raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says "
-                                 f"{entry.raw_data.bytes}; the file is corrupt")
+        out = inflate(entry, data, zip_path)
         write_file_atomic(raw_path, lambda f: f.write(out))
         if remove_zip:
             _remove(zip_path)

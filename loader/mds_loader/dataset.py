@@ -44,6 +44,7 @@ from .batches import (
 from .cache import ShardCache
 from .errors import MDSConfigError, MDSSchemaError
 from .format.gather import plan_rows
+from .format.sizes import parse_byte_size
 from .format.reader import ReadColumn, ReadSchema, ShardRows
 from .ordering import (
     BATCHING_METHODS,
@@ -72,29 +73,15 @@ __all__ = ["StreamingDataset"]
 _CHUNK_SAMPLES = 8192
 _CHUNK_BYTES = 32 << 20
 
-_UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50}
-
-
 def parse_bytes(value: int | str | None, name: str) -> int | None:
     """Bytes from an int or a string with a binary suffix (``"10gb"`` = 10 GiB), like the
-    reference's ``bytes_to_int``."""
+    reference's ``bytes_to_int`` (:func:`~.format.sizes.parse_byte_size`)."""
     if value is None:
         return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        for unit in sorted(_UNITS, key=len, reverse=True):
-            if text.endswith(unit):
-                try:
-                    return int(float(text[: -len(unit)]) * _UNITS[unit])
-                except ValueError:
-                    break
-        try:
-            return int(float(text))
-        except ValueError:
-            pass
-    raise MDSConfigError(f"`{name}` must be a number of bytes or a string like '10gb', got {value!r}")
+    try:
+        return parse_byte_size(int(value) if isinstance(value, np.integer) else value)
+    except ValueError:
+        raise MDSConfigError(f"`{name}` must be a number of bytes or a string like '10gb', got {value!r}") from None
 
 
 #: Peak bytes per sample of computing an epoch's sample order (partition + shuffle, measured).

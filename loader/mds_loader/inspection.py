@@ -3,7 +3,7 @@
 the shard files it no longer references (``mds vacuum``).
 
 None of these functions writes into the dataset directory: a compressed shard whose raw form is not
-there is decompressed in memory or into a private temporary directory, never next to its file (the
+there is decompressed in memory (:mod:`mds_loader.format.shard_files`), never next to its file (the
 directory may be read-only, and ``validate`` must not double the disk usage of a dataset).
 
 Every command turns its path argument into a local directory through :func:`resolve_dataset`, the
@@ -15,8 +15,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,7 +28,9 @@ from .errors import MDSError, MDSFormatError, MDSSchemaError
 from .format.encodings import Encoding
 from .format.hashing import get_hash, is_hash
 from .format.index import INDEX_BASENAME, Index, ShardEntry, load_index
-from .format.reader import MDSDataset, ReadColumn, ReadSchema, ShardReader
+from .format.dataset import MDSDataset
+from .format.reader import ReadColumn, ReadSchema, ShardReader
+from .format.shard_files import inflate
 from .format.schema import LogicalType, NdarrayInfo, natural_logical, type_string
 from .format.shard import parse_shard_header
 from .format.write_jobs import JOB_MARKER_PATTERN, TEMP_INDEX_PATTERN, job_of
@@ -38,7 +38,6 @@ from .storage import is_remote
 
 __all__ = [
     "SHARD_FILE_PATTERN",
-    "ReadOnlyDataset",
     "ValidationReport",
     "VacuumCandidate",
     "describe",
@@ -148,65 +147,6 @@ def _stored(entry: ShardEntry) -> tuple[str, int]:
 # ---------------------------------------------------------------------------- reading
 
 
-class ReadOnlyDataset(MDSDataset):
-    """An :class:`MDSDataset` that never writes into its directory: a compressed shard whose
-    raw file is absent is decompressed into a private temporary directory, removed by
-    :meth:`close`. Hashes are not checked (``mds validate`` does that)."""
-
-    def __init__(self, path: str | os.PathLike, *, max_open_shards: int = 4) -> None:
-        super().__init__(path, keep_zip=True, max_open_shards=max_open_shards)
-        self._tmpdir: str | None = None
-
-    def shard_file(self, k: int) -> str:
-        """The raw file of shard ``k``: the one in the dataset directory when it is there with
-        the right size, else a decompressed copy in the temporary directory."""
-        entry = self.shards[k]
-        raw_path = _file_path(self.path, entry.raw_data.basename)
-        if entry.zip_data is None or (os.path.isfile(raw_path) and os.path.getsize(raw_path) == entry.raw_data.bytes):
-            return super().shard_file(k)  # reads only, in these two cases
-        if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="mds-cli-")
-        out = os.path.join(self._tmpdir, f"{k}.mds")
-        if not os.path.exists(out):
-            data = _decompress(self.path, k, entry)
-            with open(out, "wb") as f:
-                f.write(data)
-        return out
-
-    def public_name(self, text: str) -> str:
-        """``text`` (a message) with the temporary copies named by the files they come from."""
-        if self._tmpdir is None:
-            return text
-        for k, entry in enumerate(self.shards):
-            if entry.zip_data is not None:
-                tmp = os.path.join(self._tmpdir, f"{k}.mds")
-                text = text.replace(tmp, f"{_file_path(self.path, entry.zip_data.basename)} (decompressed)")
-        return text
-
-    def close(self) -> None:
-        super().close()
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
-
-
-def _decompress(root: str, k: int, entry: ShardEntry) -> bytes:
-    """The raw bytes of compressed shard ``k``, checking both sizes against the index."""
-    zip_info = entry.zip_data
-    assert zip_info is not None
-    zip_path = _file_path(root, zip_info.basename)
-    if not os.path.isfile(zip_path):
-        raise FileNotFoundError(f"{zip_path}: shard {k}'s file is missing")
-    with open(zip_path, "rb") as f:
-        data = f.read()
-    if len(data) != zip_info.bytes:
-        raise MDSFormatError(f"{zip_path}: shard {k} has {len(data)} bytes, index.json says {zip_info.bytes}; the file is truncated or was replaced")
-    raw = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
-    if len(raw) != entry.raw_data.bytes:
-        raise MDSFormatError(f"{zip_path}: decompresses to {len(raw)} bytes, index.json says {entry.raw_data.bytes}; the file is corrupt")
-    return raw
-
-
 # ---------------------------------------------------------------------------- inspect
 
 
@@ -251,7 +191,7 @@ def describe(path: str) -> dict[str, Any]:
         MDSIndexError: a malformed ``index.json``.
     """
     warnings: list[str] = []
-    with ReadOnlyDataset(path) as ds:
+    with MDSDataset(path, max_open_shards=4) as ds:
         index: Index = ds.index
         shards = index.shards
         try:
@@ -404,12 +344,9 @@ def _shard_bytes(report: ValidationReport, root: str, k: int, entry: ShardEntry)
     if data is None or not _check_hashes(report, data, zip_info.hashes, zip_path):
         return None, label
     try:
-        out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
+        out = inflate(entry, data, zip_path)
     except MDSFormatError as exc:
         report.errors.append(str(exc))
-        return None, label
-    if len(out) != raw.bytes:
-        report.errors.append(f"{zip_path}: decompresses to {len(out)} bytes, index.json says {raw.bytes}; the file is corrupt")
         return None, label
     if not _check_hashes(report, out, raw.hashes, label):
         return None, label
@@ -460,34 +397,27 @@ def _check_structure(report: ValidationReport, buf: np.ndarray, entry: ShardEntr
 
 
 def _decode_shard(report: ValidationReport, raw: bytes, entry: ShardEntry, label: str, schema: ReadSchema | None,
-                  tmpdir: str, strict_arrow: bool) -> None:
+                  strict_arrow: bool) -> None:
     """Decodes every sample of a shard per sample (the reference's values; ``pkl`` is never
     unpickled, only size-checked) and as one Arrow batch (errors only when the dataset has a
     logical schema, which promises that it reads as a table)."""
-    tmp = os.path.join(tmpdir, "shard.mds")
-    with open(tmp, "wb") as f:
-        f.write(raw)
     columns = [n for n, e in zip(entry.column_names, entry.encodings) if e.kind != "pkl"]
-    try:
-        with ShardReader(tmp, entry, schema=schema) as reader:
+    with ShardReader.from_bytes(raw, entry, source=label, schema=schema) as reader:
+        try:
+            for i in range(entry.samples):
+                reader.get_sample(i, columns)
+                report.decoded += 1
+        except (MDSError, ValueError, OSError) as exc:
+            report.errors.append(str(exc))
+            return
+        if entry.samples:
             try:
-                for i in range(entry.samples):
-                    reader.get_sample(i, columns)
-                    report.decoded += 1
-            except (MDSError, ValueError, OSError) as exc:
-                report.errors.append(str(exc).replace(tmp, label))
-                return
-            if entry.samples:
-                try:
-                    reader.read_batch(np.arange(entry.samples))
-                except (MDSError, ValueError, pa.ArrowException) as exc:
-                    message = str(exc).replace(tmp, label)
-                    if strict_arrow:
-                        report.errors.append(message)
-                    else:
-                        report.warnings.append(f"readable per sample but not as one Arrow table: {message}")
-    finally:
-        os.remove(tmp)
+                reader.read_batch(np.arange(entry.samples))
+            except (MDSError, ValueError, pa.ArrowException) as exc:
+                if strict_arrow:
+                    report.errors.append(str(exc))
+                else:
+                    report.warnings.append(f"readable per sample but not as one Arrow table: {exc}")
 
 
 def validate_dataset(path: str, *, decode: bool = False, progress: Callable[[int], None] | None = None) -> ValidationReport:
@@ -522,26 +452,19 @@ def validate_dataset(path: str, *, decode: bool = False, progress: Callable[[int
                 schema = ReadSchema.build(first.column_names, first.encodings, index.fields, index.null_mask, None, index.source)
         except MDSError as exc:
             report.errors.append(f"{exc} (shard 0)")
-        for k, s in enumerate(shards[1:], 1):
-            if s.column_names != first.column_names or s.column_encodings != first.column_encodings:
-                message = (f"{index.source}: shard {k} has columns {dict(zip(s.column_names, s.column_encodings))}, shard 0 has "
-                           f"{dict(zip(first.column_names, first.column_encodings))}")  # fmt: skip
-                if index.fields is not None:
-                    report.errors.append(message + "; every shard must have the columns of the spark_mds schema")
-                else:
-                    report.warnings.append(message + "; readable per sample, but not as one table")
-    tmpdir = tempfile.mkdtemp(prefix="mds-validate-") if decode else None
-    try:
-        for k, entry in enumerate(shards):
-            raw, label = _shard_bytes(report, path, k, entry)
-            if raw is not None and _check_structure(report, np.frombuffer(raw, np.uint8), entry, label) and tmpdir:
-                shard_schema = schema if schema is not None and entry.column_names == shards[0].column_names else None
-                _decode_shard(report, raw, entry, label, shard_schema, tmpdir, strict_arrow=index.fields is not None)
-            if progress is not None:
-                progress(_stored(entry)[1])
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        message = index.column_mismatch()
+        if message is not None:
+            if index.fields is not None:
+                report.errors.append(message + "; every shard must have the columns of the spark_mds schema")
+            else:
+                report.warnings.append(message + "; readable per sample, but not as one table")
+    for k, entry in enumerate(shards):
+        raw, label = _shard_bytes(report, path, k, entry)
+        if raw is not None and _check_structure(report, np.frombuffer(raw, np.uint8), entry, label) and decode:
+            shard_schema = schema if schema is not None and entry.column_names == shards[0].column_names else None
+            _decode_shard(report, raw, entry, label, shard_schema, strict_arrow=index.fields is not None)
+        if progress is not None:
+            progress(_stored(entry)[1])
     return report
 
 
@@ -559,7 +482,7 @@ def head_rows(path: str, n: int, columns: Sequence[str] | None = None) -> tuple[
     Raises:
         KeyError: an unknown column.
     """
-    with ReadOnlyDataset(path) as ds:
+    with MDSDataset(path, max_open_shards=4) as ds:
         selected = ds.read_schema.select(columns)
         names = [c.name for c in selected]
         batches = []
@@ -575,7 +498,7 @@ def head_rows(path: str, n: int, columns: Sequence[str] | None = None) -> tuple[
         except MDSSchemaError as exc:
             safe = [c.name for c in selected if c.encoding.kind != "pkl"]
             samples = [ds.get_sample(i, safe) for i in range(min(n, ds.num_samples))]
-            return None, samples, ds.public_name(str(exc))
+            return None, samples, str(exc)
         schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in selected])
         return pa.Table.from_batches(batches, schema=schema), None, None
 

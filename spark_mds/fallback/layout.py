@@ -27,7 +27,6 @@ from pyspark.sql.types import (
     NullType,
     ShortType,
     StringType,
-    StructField,
     StructType,
     TimestampNTZType,
     TimestampType,
@@ -37,7 +36,17 @@ from pyspark.sql.types import (
 
 from mds_loader.errors import MDSConfigError, MDSEncodingError, MDSSchemaError
 from mds_loader.format import Encoding, Index, parse_encoding
-from mds_loader.format.schema import NULL_MASK, SPARK_MDS_VERSION, NdarrayInfo, check_encoding, default_encoding
+from mds_loader.format.schema import (
+    NULL_MASK,
+    SPARK_MDS_VERSION,
+    NdarrayInfo,
+    allowed_encodings,
+    check_encoding,
+    default_encoding,
+    natural_logical,
+    ndarray_leaf,
+    type_kind,
+)
 
 from .options import WriteOptions, resolve_encodings
 
@@ -54,9 +63,6 @@ __all__ = [
     "same_ignoring_nullability",
 ]
 
-_INTEGRAL = (ByteType, ShortType, IntegerType, LongType)
-_ELEMENT_DTYPES = {ByteType: "int8", ShortType: "int16", IntegerType: "int32", LongType: "int64",
-                   FloatType: "float32", DoubleType: "float64", BooleanType: "uint8"}  # fmt: skip
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -95,20 +101,16 @@ def _walk(t: DataType):
             yield from _walk(f.dataType)
 
 
-_STORABLE = (BooleanType, ByteType, ShortType, IntegerType, LongType, FloatType, DoubleType, StringType, BinaryType,
-             DecimalType, DateType, TimestampType, TimestampNTZType, DayTimeIntervalType, YearMonthIntervalType,
-             ArrayType, MapType, StructType)  # fmt: skip
-
-
 def check_storable(column: str, t: DataType) -> None:
     """Fails for types MDS cannot store (void, calendar intervals, variant, time, user-defined...),
-    naming the column and type, like the JVM source.
+    naming the column and type, like the JVM source. Which types MDS stores is the format core's
+    rule (``mds_loader.format.schema.type_kind``).
 
     Raises:
         MDSSchemaError
     """
     for x in _walk(t):
-        if isinstance(x, UserDefinedType) or not isinstance(x, _STORABLE):
+        if isinstance(x, UserDefinedType) or (not isinstance(x, StringType) and type_kind(_logical(x)) == "unsupported"):
             inner = f" (containing {type_sql(x)})" if x is not t else ""
             raise MDSSchemaError(
                 f"column '{column}' has type {type_sql(t)}{inner}, which MDS cannot store: cast it to a supported type "
@@ -202,41 +204,9 @@ def same_ignoring_nullability(a: DataType, b: DataType) -> bool:
     return a == b
 
 
-def _numeric_array(t: DataType) -> tuple[int, DataType] | None:
-    depth = 0
-    while isinstance(t, ArrayType):
-        t = t.elementType
-        depth += 1
-    if depth and type(t) in _ELEMENT_DTYPES:
-        return depth, t
-    return None
-
-
 def _logical(t: DataType) -> str | dict:
     """The logical type JSON of a Spark type (its ``jsonValue``)."""
     return t.jsonValue()
-
-
-def _allowed_text(t: DataType) -> str:
-    if isinstance(t, _INTEGRAL):
-        return "int8, int16, int32, int64, uint8, uint16, uint32, uint64, int, str_int"
-    if isinstance(t, (FloatType, DoubleType)):
-        return "float16, float32, float64, str_float"
-    if isinstance(t, BooleanType):
-        return "uint8, int8"
-    if isinstance(t, StringType):
-        return "str, json"
-    if isinstance(t, BinaryType):
-        return "bytes, jpeg, png, pil, pkl"
-    if isinstance(t, DecimalType):
-        return "str_decimal"
-    if isinstance(t, ArrayType) and isinstance(t.elementType, BinaryType):
-        return "list[jpeg], list[png], list[pil], jpeg_array, json"
-    if isinstance(t, ArrayType) and _numeric_array(t):
-        return "ndarray:<dtype>, ndarray:<dtype>:<shape>, json"
-    if isinstance(t, (ArrayType, MapType, StructType)):
-        return "json"
-    return default_encoding(_logical(t))
 
 
 def override_encoding(column: str, t: DataType, text: str) -> Encoding:
@@ -253,20 +223,24 @@ def override_encoding(column: str, t: DataType, text: str) -> Encoding:
     except MDSEncodingError as exc:
         raise MDSEncodingError(f"option encoding.{column}='{text}': {exc}") from None
 
+    logical = _logical(t)
+
     def bad(extra: str = "") -> MDSSchemaError:
+        allowed = ", ".join(allowed_encodings(logical)) or default_encoding(logical)
         return MDSSchemaError(
             f"option encoding.{column}='{text}' is not allowed for column '{column}' of type {type_sql(t)}{extra}; "
-            f"allowed: {_allowed_text(t)}"
+            f"allowed: {allowed}"
         )
 
-    if enc.kind == "ndarray" and isinstance(t, ArrayType) and _numeric_array(t):
+    leaf = ndarray_leaf(logical)
+    if enc.kind == "ndarray" and leaf is not None:
         if enc.dtype is None:
             raise bad(" (give the dtype: ndarray:<dtype>[:<shape>])")
-        depth = _numeric_array(t)[0]  # type: ignore[index]
+        depth = leaf[1]
         if enc.shape is not None and depth not in (1, len(enc.shape)):
             raise bad(f" (a static shape of {len(enc.shape)} dimensions needs a flat array or an array nested {len(enc.shape)} deep)")
     try:
-        return check_encoding(column, _logical(t), enc.text)
+        return check_encoding(column, logical, enc.text)
     except MDSSchemaError:
         raise bad() from None
 
@@ -385,44 +359,9 @@ def dataset_spark_schema(index: Index, infos: Mapping[str, NdarrayInfo], where: 
     if not index.shards:
         return StructType([])
     first = index.shards[0]
-    fields = []
-    for name, enc in zip(first.column_names, first.encodings):
-        fields.append(StructField(name, _inferred_type(name, enc, infos.get(name)), nullable=False))
-    return StructType(fields)
-
-
-_SCALARS: dict[str, DataType] = {
-    "int8": ByteType(), "int16": ShortType(), "uint8": ShortType(), "int32": IntegerType(), "uint16": IntegerType(),
-    "int64": LongType(), "uint32": LongType(), "uint64": DecimalType(20, 0), "float16": FloatType(),
-    "float32": FloatType(), "float64": DoubleType(),
-}  # fmt: skip
-
-
-def _inferred_type(column: str, enc: Encoding, info: NdarrayInfo | None) -> DataType:
-    kind = enc.kind
-    if kind == "scalar":
-        return _SCALARS[enc.dtype.name]  # type: ignore[union-attr]
-    if kind in ("int", "str_int"):
-        return LongType()
-    if kind == "str_float":
-        return DoubleType()
-    if kind in ("str", "str_decimal", "json"):
-        return StringType()
-    if kind in ("bytes", "pkl", "jpeg", "png", "pil"):
-        return BinaryType()
-    if kind in ("list", "jpeg_array"):
-        return ArrayType(BinaryType(), containsNull=False)
-    if kind == "ndarray":
-        if enc.dtype is not None and enc.shape is not None:
-            dtype, depth = enc.dtype.name, len(enc.shape)
-        else:
-            dtype = enc.dtype.name if enc.dtype is not None else (info.dtype if info else "float64")
-            depth = len(enc.shape) if enc.shape is not None else (info.ndim if info else 1)
-        t: DataType = _SCALARS[dtype]
-        for _ in range(max(depth, 1)):
-            t = ArrayType(t, containsNull=False)
-        return t
-    raise MDSSchemaError(f"column '{column}': cannot infer a type for encoding '{enc.text}'")
+    fields = [{"name": name, "type": natural_logical(enc, infos.get(name)), "nullable": False, "metadata": {}}
+              for name, enc in zip(first.column_names, first.encodings)]  # fmt: skip
+    return StructType.fromJson({"type": "struct", "fields": fields})
 
 
 def append_write_layout(index: Index, old: StructType, data: StructType, opts: WriteOptions, where: str) -> WriteLayout:

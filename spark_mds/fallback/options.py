@@ -17,14 +17,13 @@ the JVM source refuses; Python data sources receive option keys lower-cased, so 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mds_loader.errors import MDSConfigError
 from mds_loader.format import get_codec, is_hash
+from mds_loader.format.sizes import parse_byte_size
 
 __all__ = [
     "DEFAULT_COMPRESSION",
@@ -42,8 +41,6 @@ DEFAULT_COMPRESSION = "zstd"
 DEFAULT_SIZE_LIMIT = 1 << 26
 DEFAULT_MAX_PARTITION_BYTES = 128 << 20
 
-_UNITS = (("kb", 1), ("mb", 2), ("gb", 3), ("tb", 4), ("pb", 5), ("eb", 6), ("zb", 7), ("yb", 8))
-_NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?")
 _ENCODING_PREFIX = "encoding."
 _STORAGE_PREFIX = "storage."
 _STORAGE_JSON = "storage_options"
@@ -75,21 +72,10 @@ def parse_size(text: str, what: str = "size_limit", *, allow_huge: bool = False)
 
     if t in ("none", "null", ""):
         return None
-    mult = 1
-    num = t
-    for suffix, power in _UNITS:
-        if t.endswith(suffix):
-            num, mult = t[: -len(suffix)].strip(), 1024**power
-            break
-    else:
-        if t.endswith("b"):
-            num = t[:-1].strip()
-    if not _NUMBER.fullmatch(num):
-        raise bad("not a number")
     try:
-        value = int(Decimal(num) * mult)  # truncates toward zero, like the JVM's RoundingMode.DOWN
-    except (InvalidOperation, OverflowError):
-        raise bad("not a number") from None
+        value = parse_byte_size(t)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     if value <= 0:
         return None
     if not allow_huge and value >= 1 << 32:

@@ -21,7 +21,7 @@ from mds_loader.errors import MDSSchemaError
 from mds_loader.format import ReadColumn, ReadSchema, ShardEntry, ShardReader, parse_encoding
 
 from .compat import DataSourceReader, InputPartition
-from .dataset import check_same_columns, index_where, ndarray_infos, open_shard, read_index
+from .dataset import check_same_columns, index_where, ndarray_infos, read_index, shard_files
 from .layout import check_arrow_transferable, dataset_spark_schema, spark_arrow_type, type_sql
 from .options import ReadOptions, parse_storage_options
 from .storage import open_store
@@ -194,11 +194,12 @@ class MdsReader(DataSourceReader):
         """Decodes a group of shards, yielding batches of about 16 MiB of raw shard data."""
         if not isinstance(partition, MdsInputPartition):  # no shards: Spark still runs one empty task
             return
+        files = shard_files(self.store, self.validate_hash)
         for entry in partition.shards:
             if entry.samples == 0:
                 continue
             try:
-                reader = open_shard(self.store, entry, self.validate_hash, self.read_schema)
+                reader = files.open(entry, schema=self.read_schema)
             except FileNotFoundError as exc:
                 raise FileNotFoundError(
                     f"{exc}: the dataset at {self.location} changed since this query was planned (Spark plans a "

@@ -23,12 +23,13 @@ from pyspark.sql.types import StructType
 from mds_loader.errors import MDSError, MDSSchemaError
 from mds_loader.format import TableWriter
 from mds_loader.format.write_jobs import job_marker, job_prefix, new_job_id, temp_index
+from mds_loader.storage import Storage
 
 from .compat import DataSourceArrowWriter, WriterCommitMessage
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
 from .options import WriteOptions
-from .storage import DatasetStore, open_store
+from .storage import open_store
 
 __all__ = [
     "ConcurrentWriteError",
@@ -86,7 +87,7 @@ class WritePlan:
     options: WriteOptions
     start_digest: str | None
 
-    def store(self) -> DatasetStore:
+    def store(self) -> Storage:
         """The dataset's store, opened anew in each process (driver, tasks, commit)."""
         return open_store(self.location, self.options.storage_options)
 
@@ -162,7 +163,7 @@ class _RecordingOutput:
     the driver's commit or abort listed the job's files is listed, and one created after that finds
     the marker gone, so the attempt fails and removes it (docs/format.md §6)."""
 
-    def __init__(self, store: DatasetStore, job_id: str) -> None:
+    def __init__(self, store: Storage, job_id: str) -> None:
         self.store = store
         self.root = store.location
         self.written: list[str] = []
@@ -322,7 +323,7 @@ def _index_text(plan: WritePlan, snap: IndexSnapshot, new_shards: list[dict]) ->
     return json.dumps(obj, sort_keys=True)
 
 
-def _end_failed_job(store: DatasetStore, job_id: str) -> None:
+def _end_failed_job(store: Storage, job_id: str) -> None:
     """Deletes the job's marker, then every file of the job (docs/format.md §6)."""
     try:
         store.delete([job_marker(job_id)])

@@ -10,6 +10,7 @@ import time
 import pyarrow as pa
 
 from cli_support import call, files, run_mds
+from support import decompress_beside
 from mds_loader import read_table, write_table
 
 HOURS = 3600
@@ -67,13 +68,13 @@ def test_dry_run_then_remove_with_the_age_threshold(capsys, tmp_path):
     rc, out, _ = call(capsys, "vacuum", ds, "--older-than", "30s")
     assert rc == 0 and not made["young"].exists()
     assert set(before) - set(files(ds)) == {made[k].name for k in ("old", "old_raw", "young")}
-    assert read_table(ds).equals(table)  # (read_table left decompressed copies: referenced, kept)
+    assert read_table(ds).equals(table)
 
 
 def test_referenced_files_are_never_removed(capsys, tmp_path):
     ds = tmp_path / "ds"
     table = _dataset(ds)
-    read_table(ds)  # decompressed copies: referenced as raw_data
+    decompress_beside(ds)  # as the reference leaves them: referenced as raw_data
     for f in ds.iterdir():
         _age(f, 10 * 24 * HOURS)
     before = files(ds)

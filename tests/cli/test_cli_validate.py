@@ -9,9 +9,9 @@ import struct
 import pytest
 
 from cli_support import call, edit_index, files, flip_byte, run_mds, write_nulls_dataset
-from mds_loader import MDSWriter, read_table
+from mds_loader import MDSWriter
 from mds_loader.format.index import load_index
-from support import copy_reference_dataset
+from support import copy_reference_dataset, decompress_beside
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_flipped_byte_in_raw_shard_with_hashes(capsys, tmp_path):
 def test_corrupt_decompressed_copy_is_checked_too(capsys, tmp_path):
     """A raw copy left by a reader is what readers use first: its hashes are verified as well."""
     ds = copy_reference_dataset("tabular_zstd_sha1-xxh64", tmp_path)
-    read_table(ds)  # decompresses every shard next to its compressed file
+    decompress_beside(ds)  # as the reference leaves them
     flip_byte(ds / "shard.00001.mds", 300)
     problems = _problems(capsys, ds)
     assert problems and all(p.startswith(f"error: {ds / 'shard.00001.mds'}: ") for p in problems)
@@ -197,10 +197,10 @@ def test_progress_bar_on_stderr(capsys, tmp_path):
 
 
 def test_only_the_decompressed_copy_left(capsys, tmp_path):
-    """A reader with keep_zip=False leaves the raw file only: still readable locally, so valid with
-    a warning; without either file the shard is missing."""
+    """The reference's StreamingDataset with keep_zip=False leaves the raw file only: still readable
+    locally, so valid with a warning; without either file the shard is missing."""
     ds = copy_reference_dataset("tabular_zstd_sha1-xxh64", tmp_path)
-    read_table(ds)
+    decompress_beside(ds)
     (ds / "shard.00002.mds.zstd").unlink()
     rc, out, err = call(capsys, "validate", ds, "--decode")
     assert rc == 0, err

@@ -19,11 +19,12 @@ from fallback_support import files, read_index, referenced
 from mds_loader.errors import MDSConfigError, MDSEncodingError, MDSSchemaError
 from mds_loader.format import read_table
 from mds_loader.format.write_jobs import job_marker
+from mds_loader.storage import is_local_path
 from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import new_write_layout, spark_arrow_schema
 from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_size, resolve_encodings
 from spark_mds.fallback.reader import plan_partitions
-from spark_mds.fallback.storage import is_local_path, open_store
+from spark_mds.fallback.storage import open_store
 from spark_mds.fallback.writer import ConcurrentWriteError, MdsCommitMessage, MdsArrowWriter, plan_write
 from mds_loader.format import parse_index
 

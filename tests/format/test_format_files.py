@@ -276,7 +276,7 @@ def test_missing_truncated_and_replaced_files(tmp_path: Path, compression) -> No
     data = target.read_bytes()
     target.write_bytes(data[:-3])
     with MDSDataset(out) as ds:
-        with pytest.raises(MDSFormatError, match=rf"{info.basename}: shard 1 has {len(data) - 3} bytes, index.json says {len(data)}"):
+        with pytest.raises(MDSFormatError, match=rf"{info.basename}: {len(data) - 3} bytes, index.json says {len(data)}; the file is truncated"):
             ds.shard(1)
     flipped = bytearray(data)
     flipped[-1] ^= 0xFF
@@ -286,7 +286,7 @@ def test_missing_truncated_and_replaced_files(tmp_path: Path, compression) -> No
             ds.shard(1)
         assert ds.shard(0).num_samples > 0  # an intact shard is still readable
     target.unlink()
-    with MDSDataset(out) as ds, pytest.raises(FileNotFoundError, match=rf"{info.basename}: shard 1's file is missing"):
+    with MDSDataset(out) as ds, pytest.raises(FileNotFoundError, match=rf"{info.basename}: shard file listed in index.json is missing"):
         ds.shard(1)
 
 
@@ -310,15 +310,19 @@ def test_decompressed_size_differs(tmp_path: Path) -> None:
         read_table(out)
 
 
-def test_decompression_is_cached_next_to_the_zip(tmp_path: Path) -> None:
+def test_reading_writes_nothing_and_uses_a_decompressed_copy(tmp_path: Path) -> None:
+    """read_table decompresses in memory; a raw copy that the reference's StreamingDataset left
+    beside the compressed file is mapped instead (and a stale one of the wrong size is ignored)."""
     out = _write(tmp_path, compression="br")
-    assert sorted(os.listdir(out)) == ["index.json", "shard.00000.mds.br"]
+    before_files = {p.name: p.read_bytes() for p in out.iterdir()}
     before = read_table(out)
-    assert sorted(os.listdir(out)) == ["index.json", "shard.00000.mds", "shard.00000.mds.br"]
-    (out / "shard.00000.mds.br").unlink()  # the raw file is used from now on
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before_files
+    raw = get_codec("br").decompress((out / "shard.00000.mds.br").read_bytes())
+    (out / "shard.00000.mds").write_bytes(raw[:-1])  # stale: ignored
     assert read_table(out).equals(before)
-    with MDSDataset(out, keep_zip=False) as ds:
-        assert ds.num_samples == 20
+    (out / "shard.00000.mds").write_bytes(raw)
+    (out / "shard.00000.mds.br").unlink()  # the raw copy is used from now on
+    assert read_table(out).equals(before)
 
 
 def test_every_error_is_an_mds_error() -> None:
@@ -427,9 +431,26 @@ def test_verify_checks_every_listed_file(tmp_path: Path) -> None:
     with MDSDataset(out) as ds:
         ds.verify()
         ds.verify("xxh64")
-    raw = out / load_index(out).shards[2].raw_data.basename
-    data = bytearray(raw.read_bytes())
+    entry = load_index(out).shards[2]
+    raw = out / entry.raw_data.basename
+    data = bytearray(get_codec("zstd").decompress((out / entry.zip_data.basename).read_bytes()))
     data[-1] ^= 1
-    raw.write_bytes(bytes(data))  # a damaged decompressed file (the zip file is intact)
+    raw.write_bytes(bytes(data))  # a damaged decompressed copy beside the (intact) compressed file
     with MDSDataset(out) as ds, pytest.raises(MDSChecksumError, match=rf"{raw.name}: sha1 checksum mismatch"):
         ds.verify()
+
+
+def test_read_table_through_fsspec(tmp_path: Path) -> None:
+    """A dataset behind an fsspec URL, or a path in a given fsspec file system (as pyarrow's
+    ``filesystem=``), reads exactly as the local one, hashes checked."""
+    import fsspec
+
+    out = _write(tmp_path, compression="zstd", hashes=["sha1"], n=50, size_limit=300)
+    expected = read_table(out)
+    fs = fsspec.filesystem("memory")
+    for f in out.iterdir():
+        fs.pipe_file(f"/mds-test-{tmp_path.name}/{f.name}", f.read_bytes())
+    assert read_table(f"memory://mds-test-{tmp_path.name}", validate_hash="sha1").equals(expected)
+    assert read_table(f"/mds-test-{tmp_path.name}", filesystem=fs).equals(expected)
+    with MDSDataset(f"memory://mds-test-{tmp_path.name}") as ds:
+        assert ds.get_sample(3) == MDSDataset(out).get_sample(3)

@@ -4,7 +4,8 @@ only this process (the test sees the signal), and one that tries a huge allocati
 MemoryError instead of exhausting the machine.
 
 Usage: ``python probe_readers.py CASES_DIR CACHE_DIR NAME...``; prints one JSON line per case:
-``{"case": name, "results": {reader: {"ok": rows} | {"error": type, "mro": [...], "message": ...}}}``.
+``{"case": name, "results": {reader: {"ok": rows} | {"error": type, "mro": [...], "message": ...}}}``,
+each outcome with the process's peak resident memory so far (``peak_rss_mib``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,11 @@ def main() -> None:
     for name in names:
         path = os.path.join(cases_dir, name)
         print(json.dumps({"start": name}), flush=True)
-        results = {reader: _outcome(fn) for reader, fn in _readers(path, os.path.join(cache, name)).items()}
+        results = {}
+        for reader, fn in _readers(path, os.path.join(cache, name)).items():
+            results[reader] = _outcome(fn)
+            # the process's peak resident memory so far, in MiB (a bomb must not raise it)
+            results[reader]["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
         print(json.dumps({"case": name, "results": results}), flush=True)
 
 

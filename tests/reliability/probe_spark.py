@@ -26,6 +26,9 @@ def session():
 
     b = _builder("local[2]", tempfile.mkdtemp(prefix="mds-rel-wh-"))
     b = b.config("spark.driver.memory", "1g").config("spark.sql.ansi.enabled", "true")
+    # Python workers limited to 1 GiB of address space: a decompression bomb must be refused by
+    # the Python source before it inflates (a MemoryError would be a crash of the reader).
+    b = b.config("spark.executor.pyspark.memory", "1g")
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("OFF")
     from spark_mds.python_source import register_python_source

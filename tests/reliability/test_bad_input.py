@@ -37,6 +37,12 @@ PAYLOAD_CASES = {n for n in hostile.CASES if n.startswith("ndarray_")} | {
     "bad_utf8", "bad_json", "deep_json", "bad_str_int", "huge_str_int", "bad_decimal"}
 
 
+#: Decompression bombs with honest index entries: a 98 KB zstd file that inflates to 4 GiB, and a
+#: gzip one of 256 MiB (bomb_with_huge_claim claims 4 GiB in index.json: it is inflated up to its
+#: real 256 MiB before the sizes disagree, as any reader must).
+BOMBS = ["zstd_bomb", "gz_bomb"]
+
+
 def allowed_to_read(case: str, reader: str) -> bool:
     """Whether ``reader`` may succeed on ``case`` (it does not look at the damaged bytes, or the
     damage leaves them valid for it)."""
@@ -122,6 +128,14 @@ def test_every_python_reader_rejects_bad_input(cases):
             if problem:
                 problems.append(f"{case} / {reader}: {problem}")
     assert not problems, "\n".join(problems)
+    # Bombs (small files that inflate to GiBs) are refused as corrupt after at most the raw size
+    # index.json gives, never inflated: in a process of their own, the readers' peak memory stays
+    # far below the 4 GiB and 256 MiB they would inflate to.
+    lines, _ = run_child([str(HERE / "probe_readers.py"), str(cases / "cases"), str(cases / "cache"), *BOMBS], timeout=600)
+    for r in lines:
+        for reader, outcome in r.get("results", {}).items():
+            assert reader == "cli_inspect" or "corrupt" in outcome["message"], (r["case"], reader, outcome)
+            assert outcome["peak_rss_mib"] < 640, (r["case"], reader, outcome["peak_rss_mib"])
     # Nothing was written outside the datasets (escaping names are never opened nor decompressed to).
     assert not list(cases.glob("**/outside.mds")) and not (cases / "x.mds").exists()
     for n, files in before.items():
@@ -244,6 +258,8 @@ def judge_spark(case: str, reader: str, outcome: dict) -> str | None:
     if case.startswith("escaping_path_") and not ("index.json may only name files inside the dataset directory" in message
                                                   or "unsafe shard basename" in message):
         return f"an unsafe path was not named as such: {message[:1500]}"
+    if case in BOMBS and "corrupt" not in message:
+        return f"a decompression bomb was not called corrupt: {message[:1500]}"
     if case == "hash_mismatch_zstd" and reader.endswith("_hash") and "hash" not in message:
         return f"a hash mismatch was not reported as such: {message[:1500]}"
     return None

@@ -216,7 +216,7 @@ def test_two_drivers_append_to_one_dataset(tmp_path):
                 assert not mine & landed, name
         assert landed == set(range(200)) | {i for r, res in zip((r1, r2), outcome) if res["error"] is None
                                             for i in range(r["lo"], r["hi"])}  # fmt: skip
-        files = set(os.listdir(path))  # (read_table left decompressed copies: referenced as raw_data)
+        files = set(os.listdir(path))
         assert stored(path) <= files and not files - referenced(path), f"{name}: orphan files {files - referenced(path)}"
         if forced:
             assert not results[name][0]["writer2_passed_the_check_meanwhile"], (

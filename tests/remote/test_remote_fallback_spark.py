@@ -18,6 +18,7 @@ from s3server import KEY, REGION, SECRET
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "fallback"))
+sys.path.insert(0, str(HERE.parent / "spark"))  # (fallback_support imports mds_testutil)
 
 from fallback_support import SparkProcess  # noqa: E402
 from remote_fallback_cases import row  # noqa: E402

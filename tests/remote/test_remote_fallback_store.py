@@ -1,6 +1,6 @@
 """The Python fallback's remote storage without Spark, against a real S3-compatible server (moto on
 127.0.0.1): the storage options of the data source options, open_store's errors, every
-FsspecStore operation, and the write protocol (tasks, commit, abort) and the reader called directly,
+RemoteStore operation the source uses, and the write protocol (tasks, commit, abort) and the reader called directly,
 as tests/fallback/test_fallback_units.py does for local paths."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import spark_arrow_schema
 from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_storage_options
 from spark_mds.fallback.reader import MdsReader, infer_schema
-from spark_mds.fallback.storage import FsspecStore, LocalStore, open_store
+from mds_loader.storage import LocalStorage, RemoteStore
+from spark_mds.fallback.storage import open_store
 from spark_mds.fallback.writer import ConcurrentWriteError, MdsArrowWriter, plan_write
 
 SCHEMA = StructType([StructField("id", LongType(), False), StructField("text", StringType()),
@@ -43,7 +44,7 @@ def names(s3, url: str) -> set[str]:
     return {o["Key"][len(prefix) + 1:] for o in contents}
 
 
-def referenced(store: FsspecStore) -> set[str]:
+def referenced(store: RemoteStore) -> set[str]:
     index = json.loads(store.read_bytes("index.json"))
     return {"index.json"} | {(s["zip_data"] or s["raw_data"])["basename"] for s in index["shards"]}
 
@@ -85,8 +86,8 @@ def test_bad_storage_options(opts, message):
 
 
 def test_open_store_chooses_and_refuses():
-    assert isinstance(open_store("/tmp/x", {"key": "ignored"}), LocalStore)
-    assert isinstance(open_store("memory://bucket/ds"), FsspecStore)
+    assert isinstance(open_store("/tmp/x", {"key": "ignored"}), LocalStorage)
+    assert isinstance(open_store("memory://bucket/ds"), RemoteStore)
     with pytest.raises(MDSConfigError, match=r"cannot open 'dbfs:/mnt/ds': dbfs:/ paths .* \(/dbfs/\.\.\. or .* /Volumes/"):
         open_store("dbfs:/mnt/ds")
     with pytest.raises(MDSConfigError, match=r"cannot open 'wat:/x': give a local path or a URL of the form wat://"):
@@ -111,12 +112,14 @@ def test_open_store_names_the_missing_package(monkeypatch):
 # ---------------------------------------------------------------------------- the store
 
 
-def test_fsspec_store_operations(s3, url):
+def test_remote_store_operations(s3, url):
     store = open_store(url + "/", s3.storage_options)
-    assert isinstance(store, FsspecStore) and store.location == url and repr(store) == f"FsspecStore({url!r})"
+    assert isinstance(store, RemoteStore) and store.location == url and repr(store) == f"RemoteStore({url!r})"
     assert store.local_file("index.json") is None
     store.ensure_dir()
-    assert store.read_bytes("index.json") is None and not store.exists("index.json")
+    assert not store.exists("index.json")
+    with pytest.raises(FileNotFoundError, match=rf"{url}/index.json does not exist"):
+        store.read_bytes("index.json")
     assert store.list_names("shard.") == []
     store.write_bytes("shard.a.00000.mds", b"one")
     store.write_bytes("shard.a.00001.mds", memoryview(b"two"))
@@ -207,7 +210,7 @@ def test_validate_hash_catches_a_corrupt_object(s3, url, monkeypatch):
     data = bytearray(store.read_bytes(shard))
     data[-1] ^= 0xFF
     store.write_bytes(shard, bytes(data))
-    with pytest.raises(MDSChecksumError, match=f"MDS shard {url}/{shard} fails hash validation"):
+    with pytest.raises(MDSChecksumError, match=f"{url}/{shard}: sha1 checksum mismatch"):
         _read_ids(url, options, validate_hash="sha1")
 
 

@@ -15,6 +15,7 @@ in test_roundtrip.py, the Python source without the jar in tests/fallback.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -22,6 +23,7 @@ import pytest
 import spark_mds
 from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows, files, read_index, referenced
 from spark_tables import ROWS, every_type
+from type_mapping import WRITE, column, expected_read_types, normalized, write_read_datasets
 
 pytestmark = pytest.mark.spark
 
@@ -108,6 +110,45 @@ def test_every_type_round_trips(impl, spark, table, out):
     assert_same_rows(impl.read(spark, out, schema=schema), table.select("st", "id", "ts"))
     assert back.count() == 4
     assert back.where("b = 127").select("str").first()[0] == ROWS[1][8]
+
+
+def test_type_mapping_table(impl, spark, out, tmp_path):
+    """docs/type-mapping.json, the table of docs/format.md that the format core is checked against
+    too (tests/format/test_type_mapping.py): each type's default encoding, and the type each
+    encoding reads as without a logical schema, with a first sample and with none to inspect."""
+    from pyspark.sql.types import StructType
+
+    def carried(t) -> bool:
+        if t == "interval year to month":
+            return impl.jar and JVM_WRITES_INTERVALS
+        return t != "interval day to second" or not impl.jar or JVM_WRITES_INTERVALS
+
+    written = {column(i): e for i, e in enumerate(WRITE) if carried(e["type"])}
+    fields = [{"name": c, "type": e["type"], "nullable": True, "metadata": {}} for c, e in written.items()]
+    schema = StructType.fromJson({"type": "struct", "fields": fields})
+    df = spark.sql("SELECT " + ", ".join(f"CAST(NULL AS {f.dataType.simpleString()}) AS {f.name}" for f in schema.fields))
+    impl.write(df, out)
+    encodings = _encodings(out)
+    assert {c: encodings[c] for c in written} == {c: e["encoding"] for c, e in written.items()}
+    one, empty = write_read_datasets(tmp_path)
+    for path, types in expected_read_types(one, empty).items():
+        schema = impl.read(spark, path).schema
+        got = {f.name: f.dataType.jsonValue() for f in schema.fields if f.name in types}
+        assert normalized(got) == normalized(types), path
+
+
+def test_reading_is_read_only(impl, spark, table, out):
+    """A read leaves the dataset byte-for-byte as it was: compressed shards are decompressed in
+    memory, never beside their files."""
+    impl.write(table, out, compression="zstd", hashes="sha1")
+
+    def contents() -> dict[str, bytes]:
+        return {n: open(os.path.join(out, n), "rb").read() for n in files(out)}
+
+    before = contents()
+    for options in ({}, {"validate_hash": "sha1"}):  # every column decoded, nothing collected
+        impl.read(spark, out, **options).write.format("noop").mode("overwrite").save()
+    assert contents() == before
 
 
 def test_save_modes(impl, spark, table, out):

@@ -5,7 +5,9 @@ from .compression import Codec, compressions, get_codec
 from .encodings import Encoding, encoding_names, is_encoding, parse_encoding
 from .hashing import get_hash, hash_names, is_hash
 from .index import FileInfo, Index, ShardEntry, load_index, parse_index
-from .reader import MDSDataset, ReadColumn, ReadSchema, ShardReader, open_dataset, read_table
+from .dataset import MDSDataset, open_dataset, read_table
+from .reader import ReadColumn, ReadSchema, ShardReader
+from .shard_files import ShardFiles
 from .schema import NULL_MASK, Field
 from .writer import LocalOutput, MDSWriter, ShardSink, TableWriter, write_table
 
@@ -22,6 +24,7 @@ __all__ = [
     "ReadColumn",
     "ReadSchema",
     "ShardEntry",
+    "ShardFiles",
     "ShardReader",
     "ShardSink",
     "TableWriter",

@@ -84,10 +84,9 @@ def verify_hash(name: str, data: bytes | bytearray | memoryview, expected: Mappi
         MDSConfigError: ``name`` is not a supported algorithm.
     """
     if name not in expected:
-        raise MDSChecksumError(
-            f"{path}: cannot verify with {name!r}: index.json has hashes {sorted(expected)} for this file; "
-            f"choose one of those"
-        )
+        advice = (f"it has {', '.join(sorted(expected))}: choose one of those" if expected
+                  else "it records none for it: read without validating hashes")
+        raise MDSChecksumError(f"{path}: cannot verify with {name!r}: the index has no {name} hash for this file; {advice}")
     actual = get_hash(name, data)
     if actual != expected[name]:
         raise MDSChecksumError(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MDSConfigError, MDSEncodingError, MDSIndexError, MDSPathError
+from ..errors import MDSConfigError, MDSEncodingError, MDSIndexError, MDSPathError, MDSSchemaError
 from .compression import Codec, get_codec
 from .encodings import Encoding, parse_encoding
 from .fileio import write_file_atomic
@@ -239,6 +239,27 @@ class Index:
         """Total number of samples."""
         return sum(s.samples for s in self.shards)
 
+    def column_mismatch(self) -> str | None:
+        """Where the shards' columns differ: a message naming the first shard whose column names
+        or encodings are not shard 0's, or None when they all agree (a table, a batch and a Spark
+        schema need that; per-sample reading does not)."""
+        if not self.shards:
+            return None
+        first = self.shards[0]
+        for k, s in enumerate(self.shards[1:], 1):
+            if s.column_names != first.column_names or s.column_encodings != first.column_encodings:
+                return (f"{self.source}: shard {k} ({s.raw_data.basename}) has columns "
+                        f"{dict(zip(s.column_names, s.column_encodings))}, shard 0 has "
+                        f"{dict(zip(first.column_names, first.column_encodings))}")
+        return None
+
+    def require_same_columns(self, advice: str) -> None:
+        """Raises MDSSchemaError (the :meth:`column_mismatch` message, then ``advice``) unless
+        every shard has the same columns."""
+        message = self.column_mismatch()
+        if message is not None:
+            raise MDSSchemaError(f"{message}; {advice}")
+
     def to_json(self) -> dict:
         """The JSON object of ``index.json``."""
         obj: dict[str, Any] = {"shards": [s.to_json() for s in self.shards], "version": 2}
@@ -289,11 +310,19 @@ def load_index(path: str | os.PathLike) -> Index:
         path = os.path.join(path, INDEX_BASENAME)
     with open(path, "rb") as f:
         data = f.read()
+    return parse_index(decode_index_json(data, path), path)
+
+
+def decode_index_json(data: bytes, source: str) -> Any:
+    """The JSON value of an ``index.json`` file's bytes (``source`` names it in errors).
+
+    Raises:
+        MDSIndexError: not JSON.
+    """
     try:
-        obj = json.loads(data)
+        return json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise MDSIndexError(f"{path}: not valid JSON ({exc}); the file is corrupt or incomplete") from None
-    return parse_index(obj, path)
+        raise MDSIndexError(f"{source}: not valid JSON ({exc}); the file is corrupt or incomplete") from None
 
 
 def dump_index(shards: Sequence[dict], spark_mds: dict | None = None) -> str:

@@ -8,9 +8,8 @@
   positions come from a cumulative sum, fixed-size columns are gathered with numpy fancy indexing,
   and variable-size columns are cut out of the memory-mapped file by one Arrow ``take`` over a
   ``large_binary`` view of the file whose elements are the samples' columns.
-* :class:`MDSDataset` reads ``index.json``, finds (and if needed decompresses) the shard files,
-  verifies hashes when asked, and applies the logical schema and the null mask
-  (docs/format.md §3-§4). :func:`read_table` reads a whole dataset into a ``pyarrow.Table``.
+
+A whole dataset (``index.json`` and its shards) is :class:`~.dataset.MDSDataset`.
 """
 
 from __future__ import annotations
@@ -19,8 +18,7 @@ import json
 import mmap
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import MDSConfigError, MDSError, MDSFormatError, MDSIndexError, MDSSchemaError, MDSUnsafeError
+from ..errors import MDSError, MDSFormatError, MDSIndexError, MDSUnsafeError
 from .columnar import (
     NdarrayHeads,
     build_ndarray,
@@ -39,16 +37,12 @@ from .columnar import (
     to_logical,
 )
 from .encodings import Encoding, parse_encoding
-from .fileio import write_file_atomic
-from .hashing import is_hash, verify_hash
-from .index import Index, ShardEntry, load_index
+from .index import ShardEntry
 from .schema import (
     Field,
     LogicalType,
     NdarrayInfo,
     array_depth,
-    arrow_from_logical,
-    default_encoding,
     element_dtype,
     list_leaf,
     natural_arrow,
@@ -56,7 +50,7 @@ from .schema import (
 )
 from .shard import parse_shard_header
 
-__all__ = ["ReadColumn", "ReadSchema", "ShardReader", "MDSDataset", "open_dataset", "read_table"]
+__all__ = ["ReadColumn", "ReadSchema", "ShardReader", "first_sample_ndarray_infos"]
 
 _I64 = np.int64
 
@@ -513,264 +507,3 @@ def first_sample_ndarray_infos(reader: ShardReader) -> dict[str, NdarrayInfo]:
     for name, value in sample.items():
         infos[name] = NdarrayInfo(value.dtype.name, value.ndim)
     return infos
-
-
-class MDSDataset:
-    """An MDS dataset directory: its index, shard files and schema.
-
-    Args:
-        path: the dataset directory (holding ``index.json``).
-        validate_hash: a hash algorithm (e.g. ``"xxh64"``) to verify each shard file with when it
-            is first opened: the compressed file before decompression, or the raw file of an
-            uncompressed shard. Like the reference, files already decompressed earlier are not
-            re-hashed.
-        allow_unsafe_types: whether ``pkl`` columns may be unpickled by :meth:`get_sample`.
-        keep_zip: keep compressed files after decompressing them (the reference's default for
-            local datasets). The raw file is written next to the compressed one, atomically.
-        max_open_shards: how many shard files to keep memory-mapped at once.
-
-    Raises:
-        FileNotFoundError: no ``index.json``.
-        MDSIndexError: malformed index.
-        MDSConfigError: unknown ``validate_hash`` algorithm.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        validate_hash: str | None = None,
-        allow_unsafe_types: bool = False,
-        keep_zip: bool = True,
-        max_open_shards: int = 64,
-    ) -> None:
-        self.path = os.fspath(path)
-        if validate_hash is not None and not is_hash(validate_hash):
-            raise MDSConfigError(f"unknown hash algorithm {validate_hash!r} for validate_hash")
-        self.index: Index = load_index(self.path)
-        self.validate_hash = validate_hash
-        self.allow_unsafe_types = allow_unsafe_types
-        self.keep_zip = keep_zip
-        self.max_open_shards = max(1, max_open_shards)
-        sizes = np.array([s.samples for s in self.index.shards], _I64)
-        self.shard_offsets = np.zeros(len(sizes) + 1, _I64)
-        np.cumsum(sizes, out=self.shard_offsets[1:])
-        self._readers: OrderedDict[int, ShardReader] = OrderedDict()
-        self._verified: set[int] = set()
-        self._lock = threading.RLock()
-        self._schema: ReadSchema | None = None
-
-    # ------------------------------------------------------------------ basics
-
-    @property
-    def shards(self) -> list[ShardEntry]:
-        """The shard entries of the index."""
-        return self.index.shards
-
-    @property
-    def num_samples(self) -> int:
-        """Total number of samples."""
-        return int(self.shard_offsets[-1])
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __repr__(self) -> str:
-        return f"MDSDataset({self.path!r}, samples={self.num_samples}, shards={len(self.shards)})"
-
-    def close(self) -> None:
-        """Unmaps every open shard."""
-        with self._lock:
-            for reader in self._readers.values():
-                reader.close()
-            self._readers.clear()
-
-    def __enter__(self) -> MDSDataset:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def locate(self, i: int) -> tuple[int, int]:
-        """``(shard, index within shard)`` of global sample ``i``."""
-        n = self.num_samples
-        if not -n <= i < n:
-            raise IndexError(f"sample {i} is out of range for {self.path} ({n} samples)")
-        i %= n
-        shard = int(np.searchsorted(self.shard_offsets, i, side="right")) - 1
-        return shard, i - int(self.shard_offsets[shard])
-
-    # ------------------------------------------------------------------ files
-
-    def shard_file(self, k: int) -> str:
-        """The raw file of shard ``k``, decompressing it first if only the compressed file
-        exists (written atomically next to it), and verifying hashes if asked.
-
-        Raises:
-            FileNotFoundError: neither the raw nor the compressed file exists.
-            MDSFormatError: a file has the wrong size or does not decompress.
-            MDSChecksumError: a hash mismatch.
-        """
-        entry = self.shards[k]
-        raw = entry.raw_data
-        raw_path = os.path.join(self.path, *raw.basename.split("/"))
-        zip_info = entry.zip_data
-        if os.path.isfile(raw_path) and os.path.getsize(raw_path) == raw.bytes:
-            if not self.validate_hash or k in self._verified:
-                return raw_path
-            # A raw file decompressed earlier (perhaps without validation, from a corrupt compressed
-            # file) is verified with its own hash; without one, it is made again from the verified
-            # compressed file.
-            zip_path = None if zip_info is None else os.path.join(self.path, *zip_info.basename.split("/"))
-            if zip_info is None or self.validate_hash in raw.hashes or not os.path.isfile(zip_path):
-                with open(raw_path, "rb") as f:
-                    verify_hash(self.validate_hash, f.read(), raw.hashes, raw_path)
-                self._verified.add(k)
-                return raw_path
-        if zip_info is None:
-            if os.path.exists(raw_path):
-                raise MDSFormatError(
-                    f"{raw_path}: shard {k} has {os.path.getsize(raw_path)} bytes, index.json says {raw.bytes}; the file "
-                    f"is truncated or was replaced"
-                )
-            raise FileNotFoundError(f"{raw_path}: shard {k}'s file is missing")
-        zip_path = os.path.join(self.path, *zip_info.basename.split("/"))
-        if not os.path.isfile(zip_path):
-            raise FileNotFoundError(f"{zip_path}: shard {k}'s file is missing (and so is its raw form {raw_path})")
-        with open(zip_path, "rb") as f:
-            data = f.read()
-        if len(data) != zip_info.bytes:
-            raise MDSFormatError(f"{zip_path}: shard {k} has {len(data)} bytes, index.json says {zip_info.bytes}; the file is truncated or was replaced")
-        if self.validate_hash:
-            verify_hash(self.validate_hash, data, zip_info.hashes, zip_path)
-        out = entry.codec.decompress(data, source=zip_path, max_size=entry.raw_data.bytes)  # type: ignore[union-attr]
-        if len(out) != raw.bytes:
-            raise MDSFormatError(f"{zip_path}: decompresses to {len(out)} bytes, index.json says {raw.bytes}; the file is corrupt")
-        write_file_atomic(raw_path, out)
-        if self.validate_hash:
-            self._verified.add(k)
-        if not self.keep_zip:
-            os.remove(zip_path)
-        return raw_path
-
-    def shard(self, k: int) -> ShardReader:
-        """The (cached) reader of shard ``k``."""
-        with self._lock:
-            reader = self._readers.get(k)
-            if reader is not None:
-                self._readers.move_to_end(k)
-                return reader
-        path = self.shard_file(k)
-        reader = ShardReader(path, self.shards[k], schema=self.read_schema, allow_unsafe_types=self.allow_unsafe_types)
-        with self._lock:
-            self._readers[k] = reader
-            while len(self._readers) > self.max_open_shards:
-                _, old = self._readers.popitem(last=False)
-                old.close()
-        return reader
-
-    # ------------------------------------------------------------------ schema
-
-    @property
-    def read_schema(self) -> ReadSchema:
-        """How the columns are read into Arrow (logical schema, natural types, null mask)."""
-        if self._schema is None:
-            with self._lock:
-                if self._schema is None:
-                    self._schema = self._build_schema()
-        return self._schema
-
-    @property
-    def schema(self) -> pa.Schema:
-        """The Arrow schema of :meth:`to_table`."""
-        return self.read_schema.arrow_schema
-
-    @property
-    def logical_fields(self) -> list[Field] | None:
-        """The logical schema from ``spark_mds``, or None."""
-        return self.index.fields
-
-    def _build_schema(self) -> ReadSchema:
-        index, shards = self.index, self.shards
-        if not shards:
-            fields = index.fields or []
-            cols = [ReadColumn(f.name, parse_encoding(default_encoding(f.type)), arrow_from_logical(f.type),
-                               arrow_from_logical(f.type), f.type, f.nullable) for f in fields]  # fmt: skip
-            return ReadSchema(cols, None)
-        first = shards[0]
-        for k, s in enumerate(shards[1:], 1):
-            if s.column_names != first.column_names or s.column_encodings != first.column_encodings:
-                raise MDSSchemaError(
-                    f"{index.source}: shard {k} has columns {dict(zip(s.column_names, s.column_encodings))}, shard 0 has "
-                    f"{dict(zip(first.column_names, first.column_encodings))}; a table needs the same columns in every "
-                    f"shard (read such datasets per sample)"
-                )
-        infos: dict[str, NdarrayInfo] = {}
-        if index.fields is None:
-            nonempty = next((k for k, s in enumerate(shards) if s.samples), None)
-            if nonempty is not None:
-                reader = ShardReader(self.shard_file(nonempty), shards[nonempty], allow_unsafe_types=False)
-                try:
-                    infos = first_sample_ndarray_infos(reader)
-                finally:
-                    reader.close()
-        return ReadSchema.build(first.column_names, first.encodings, index.fields, index.null_mask, infos, index.source)
-
-    # ------------------------------------------------------------------ reading
-
-    def get_sample(self, i: int, columns: Sequence[str] | None = None) -> dict[str, Any]:
-        """Sample ``i`` decoded exactly as ``streaming.StreamingDataset(...)[i]`` returns it."""
-        k, j = self.locate(i)
-        return self.shard(k).get_sample(j, columns)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.get_sample(i)
-
-    def iter_batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """One record batch per non-empty shard, in index order."""
-        for k, entry in enumerate(self.shards):
-            if entry.samples:
-                yield self.shard(k).read_batch(np.arange(entry.samples), columns)
-
-    def to_table(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """The whole dataset (or some columns) as a table: logical types, real nulls."""
-        selected = self.read_schema.select(columns)
-        schema = pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in selected])
-        return pa.Table.from_batches(list(self.iter_batches(columns)), schema=schema)
-
-    def verify(self, algorithm: str | None = None) -> None:
-        """Checks every file of the index against its hash (``algorithm``, default the first one
-        each file has), and that every raw shard parses. Decompresses shards as needed."""
-        for k, entry in enumerate(self.shards):
-            for info in (entry.zip_data, entry.raw_data):
-                if info is None:
-                    continue
-                path = os.path.join(self.path, *info.basename.split("/"))
-                if info is entry.raw_data:
-                    path = self.shard_file(k)
-                algo = algorithm or (sorted(info.hashes)[0] if info.hashes else None)
-                if algo is not None and os.path.exists(path):
-                    with open(path, "rb") as f:
-                        verify_hash(algo, f.read(), info.hashes, path)
-            self.shard(k)
-
-
-def open_dataset(path: str | os.PathLike, **kwargs: Any) -> MDSDataset:
-    """Opens an MDS dataset directory (see :class:`MDSDataset` for the arguments)."""
-    return MDSDataset(path, **kwargs)
-
-
-def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, *, validate_hash: str | None = None) -> pa.Table:
-    """Reads an MDS dataset into a ``pyarrow.Table``.
-
-    With a ``spark_mds`` logical schema, columns have their logical types and nulls; without one,
-    each column has its encoding's natural type (docs/format.md §4). Compressed shards are
-    decompressed next to their compressed files.
-
-    Args:
-        path: the dataset directory.
-        columns: read only these columns, in this order.
-        validate_hash: verify shard files with this hash algorithm.
-    """
-    with MDSDataset(path, validate_hash=validate_hash) as ds:
-        return ds.to_table(columns)

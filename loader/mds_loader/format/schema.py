@@ -41,6 +41,7 @@ __all__ = [
     "allowed_encodings",
     "check_encoding",
     "natural_logical",
+    "DEFAULT_NDARRAY_DTYPE",
     "natural_arrow",
     "read_arrow_type",
     "ndarray_leaf",
@@ -417,13 +418,14 @@ def natural_logical(enc: Encoding, info: NdarrayInfo | None = None) -> LogicalTy
         return "string"
     if kind in ("bytes", "pkl", "jpeg", "png", "pil"):
         return "binary"
+    # Arrays read without a logical schema hold no nulls (MDS stores none in them).
     if kind in ("list", "jpeg_array"):
-        return _array("binary")
+        return _array("binary", contains_null=False)
     if kind == "ndarray":
         dtype, ndim = _ndarray_dtype_ndim(enc, info)
         t: LogicalType = natural_logical(parse_encoding(dtype))
         for _ in range(ndim):
-            t = _array(t)
+            t = _array(t, contains_null=False)
         return t
     raise AssertionError(kind)
 
@@ -453,8 +455,15 @@ def natural_arrow(enc: Encoding, info: NdarrayInfo | None = None) -> pa.DataType
     raise AssertionError(kind)
 
 
+#: The element dtype of a bare ``ndarray`` column with no sample to inspect (an empty dataset):
+#: numpy's default dtype, as the JVM source has it (docs/format.md §4).
+DEFAULT_NDARRAY_DTYPE = "float64"
+
+
 def _ndarray_dtype_ndim(enc: Encoding, info: NdarrayInfo | None) -> tuple[str, int]:
-    dtype = enc.dtype.name if enc.dtype is not None else (info.dtype if info else "uint8")
+    """Dtype and depth of an ndarray column: the encoding's, else the first sample's (``info``),
+    else :data:`DEFAULT_NDARRAY_DTYPE` and depth 1."""
+    dtype = enc.dtype.name if enc.dtype is not None else (info.dtype if info else DEFAULT_NDARRAY_DTYPE)
     ndim = len(enc.shape) if enc.shape is not None else (info.ndim if info else 1)
     return dtype, ndim
 

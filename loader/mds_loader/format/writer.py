@@ -28,6 +28,7 @@ from .hashing import check_hashes, get_hash
 from .index import INDEX_BASENAME, check_basename, dump_index, write_index
 from .schema import NULL_MASK, Field, check_encoding, default_encoding, logical_from_arrow, make_spark_mds
 from .shard import MAX_SHARD_BYTES, build_shard, config_bytes, shard_config
+from .sizes import SIZE_UNITS, parse_byte_size
 
 __all__ = [
     "Output",
@@ -42,38 +43,23 @@ __all__ = [
 ]
 
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:")  # s3://, gs://, dbfs:/ ... (not a drive letter)
-_UNITS = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "pb": 1 << 50, "eb": 1 << 60, "zb": 1 << 70, "yb": 1 << 80}
 
 
 def parse_size_limit(size_limit: int | float | str | None) -> int | None:
     """The reference's ``size_limit``: an int, or a string with a binary suffix (``"64mb"`` =
-    64 MiB, ``"1.5kb"``, ``"100b"``, ``"100"``); None or any false value means no limit.
+    64 MiB, ``"1.5kb"``, ``"100b"``, ``"100"``; :func:`~.sizes.parse_byte_size`); None or any
+    false value means no limit.
 
     Raises:
         MDSConfigError: unparsable, negative, or 2**32 or more (shard offsets are u32).
     """
     if not size_limit:
         return None
-    if isinstance(size_limit, bool):
-        raise MDSConfigError(f"size_limit must be a number of bytes, got {size_limit!r}")
-    if isinstance(size_limit, (int, float)):
-        value = int(size_limit)
-    elif isinstance(size_limit, str):
-        text = size_limit.lower().strip()
-        suffix = next((u for u in _UNITS if text.endswith(u)), None)
-        try:
-            if suffix:
-                value = int(float(text[: -len(suffix)]) * _UNITS[suffix])
-            elif text.endswith("b") and text[:-1].isdigit():
-                value = int(text[:-1])
-            elif text.isdigit():
-                value = int(text)
-            else:
-                raise ValueError(text)
-        except ValueError:
-            raise MDSConfigError(f"invalid size_limit {size_limit!r}; use bytes or a suffix among b, {', '.join(_UNITS)}") from None
-    else:
-        raise MDSConfigError(f"size_limit must be an int or a string like '64mb', got {type(size_limit).__name__}")
+    try:
+        value = parse_byte_size(size_limit)
+    except ValueError as exc:
+        raise MDSConfigError(f"invalid size_limit {size_limit!r} ({exc}); use bytes or a suffix among b, "
+                             f"{', '.join(SIZE_UNITS)}") from None
     if value < 0:
         raise MDSConfigError(f"size_limit must not be negative, got {value}")
     if value > MAX_SHARD_BYTES:

@@ -76,7 +76,9 @@ final case class Compression(name: String, family: String, level: Int) {
       case "br" => throw Compression.brotliUnsupported("reading")
     } catch {
       case e: MdsException if e.getMessage.contains("Brotli") => throw e
-      case e: Exception => throw new MdsException(s"cannot decompress MDS shard $where ($name): ${e.getMessage}", e)
+      case e: Exception =>
+        throw new MdsException(
+          s"cannot decompress MDS shard $where ($name): ${e.getMessage}; the file is corrupt or is not this shard", e)
     }
   }
 

@@ -73,16 +73,15 @@ class _Batches(IterableDataset):
         return self._chunks(info.id)
 
     def _chunks(self, worker: int) -> Iterator[_Chunk]:
-        ds, fmt, size = self.dataset, self.batch_format, self.batch_size
-        columns, natural = ds._batch_columns(fmt)
-        for whole, rows, first_null in ds._iter_chunks(fmt, size, columns, natural, (self.blocks, worker)):
+        size = self.batch_size
+        for chunk in self.dataset.iter_chunks(self.batch_format, size, (self.blocks, worker)):
             # Batches before the one holding a null go out; then the error, raised in the worker
             # as in per-batch mode (so the DataLoader reports it the same way).
-            whole_rows = rows if first_null is None else first_null // size * size
+            whole_rows = chunk.whole_batch_rows(size)
             if whole_rows:
-                yield _Chunk(worker, whole, whole_rows)
-            if first_null is not None:
-                raise ds._null_error
+                yield _Chunk(worker, chunk.whole, whole_rows)
+            if chunk.error is not None:
+                raise chunk.error
         yield _Chunk(worker, None, 0, end=True)
 
     def __len__(self) -> int:

@@ -26,26 +26,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .batches import (
-    BATCH_FORMATS,
-    collatable,
-    interleave,
-    mask_bits,
-    null_rows,
-    packed_numpy,
-    packed_torch,
-    slice_batch,
-    to_numpy,
-    to_torch,
-)
+from .batch_engine import BatchEngine, Chunk
+from .batches import BATCH_FORMATS
 from .cache import ShardCache
-from .errors import MDSConfigError, MDSSchemaError
-from .format.gather import plan_rows
+from .errors import MDSConfigError
 from .format.sizes import parse_byte_size
-from .format.reader import ReadColumn, ReadSchema, ShardRows
 from .ordering import (
     BATCHING_METHODS,
     PARTITION_ALGOS,
@@ -62,16 +49,10 @@ from .ordering import (
     worker_sample_ids,
 )
 from .run_state import RunState
-from .shared_blocks import HEADER, SharedBlock, WorkerBlocks
+from .shared_blocks import WorkerBlocks
 from .stream import Stream
 
 __all__ = ["StreamingDataset"]
-
-# Samples decoded per call in batch iteration: large enough to amortize per-call costs, small
-# enough to stay in cache-friendly memory (a few MB for typical rows). Large rows (images) are
-# chunked by bytes instead: a DataLoader worker keeps a few chunk-sized shared-memory blocks.
-_CHUNK_SAMPLES = 8192
-_CHUNK_BYTES = 32 << 20
 
 def parse_bytes(value: int | str | None, name: str) -> int | None:
     """Bytes from an int or a string with a binary suffix (``"10gb"`` = 10 GiB), like the
@@ -288,6 +269,7 @@ class StreamingDataset(IterableDataset):
         self._columns = None if columns is None else list(columns)
         if self._columns is not None:
             self._check_columns(self._columns)
+        self._engine = BatchEngine(self._cache, self.streams, self._columns, self._locate)
         self._run = RunState()
         self._pid = os.getpid()
         self._work_key: tuple | None = None
@@ -500,117 +482,10 @@ class StreamingDataset(IterableDataset):
 
     # ------------------------------------------------------------------ batches
 
-    def _batch_schema(self, natural: bool) -> tuple[list[ReadColumn], ReadSchema]:
-        for stream in self.streams:  # one schema per stream: every shard must have its columns
-            shards = stream.index.shards
-            for k, shard in enumerate(shards[1:], 1):
-                if shard.column_names != shards[0].column_names or shard.column_encodings != shards[0].column_encodings:
-                    raise MDSSchemaError(
-                        f"{stream.index.source}: shard {k} has columns {dict(zip(shard.column_names, shard.column_encodings))}, "
-                        f"shard 0 has {dict(zip(shards[0].column_names, shards[0].column_encodings))}; batches need the same "
-                        f"columns in every shard: use per-sample iteration")
-        schemas = [self._cache.schema(s, natural) for s in range(len(self.streams))]
-        first = schemas[0]
-        for s, other in enumerate(schemas[1:], 1):
-            if other.arrow_schema != first.arrow_schema:
-                raise MDSSchemaError(f"streams 0 and {s} have different columns or types ({first.arrow_schema} vs "
-                                     f"{other.arrow_schema}); batches need one schema: use per-sample iteration")
-        names = self._columns
-        if names is None:
-            logical = self._cache.schema(0)
-            names = [c.name for c in logical.columns]
-        return first.select(names), first
-
     def batch_formats_supported(self) -> tuple[str, ...]:
         """The batch formats this dataset's columns allow (``"torch"`` needs every column to
         collate like the reference's values do)."""
-        columns, _ = self._batch_schema(natural=True)
-        if all(collatable(c.encoding) for c in columns):
-            return BATCH_FORMATS
-        return tuple(f for f in BATCH_FORMATS if f != "torch")
-
-    def _parts(self, ids: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
-        """The samples `ids` by shard: (shard, its rows ascending, their positions in `ids`, or
-        None when one shard holds them all in order)."""
-        shards, local = self._locate(ids)
-        if len(ids) and np.all(shards == shards[0]) and np.all(local[1:] >= local[:-1]):
-            return [(int(shards[0]), local, None)]
-        # By shard, then by position in the shard: each shard reads ascending rows (no sort and no
-        # reordering inside the reader); the positions put the rows back in the order of `ids`.
-        order = np.lexsort((local, shards))
-        cuts = np.flatnonzero(np.diff(shards[order])) + 1
-        return [(int(shards[group[0]]), local[group], group) for group in np.split(order, cuts)]
-
-    def _null_mask(self, columns: list[ReadColumn], natural: bool) -> str | None:
-        """The null-mask column to read with `columns` in a natural format (whose values cannot be
-        None: a null must be found and reported), else None."""
-        if natural:
-            logical = self._cache.schema(0)
-            if logical.null_mask is not None and any(c.null_bit is not None for c in logical.select([c.name for c in columns])):
-                return logical.null_mask
-        return None
-
-    def _first_null(self, ids: np.ndarray, bits: np.ndarray, columns: list[ReadColumn]) -> int | None:
-        """The first row of `ids` holding a null (from the rows' null-mask bytes), or None; the
-        error to raise at that row is kept in ``_null_error``."""
-        nulls = null_rows(bits, self._cache.schema(0).select([c.name for c in columns]))
-        if not nulls:
-            return None
-        name, rows = min(nulls.items(), key=lambda item: item[1][0])
-        first = int(rows[0])
-        self._null_error = TypeError(
-            f"column {name!r} is null in sample {int(ids[first])}; default_collate cannot collate None. "
-            f"Select other columns, fill the nulls when writing, or use batch_format='arrow'")
-        return first
-
-    def _read_rows(self, ids: np.ndarray, columns: list[ReadColumn], natural: bool) -> tuple[pa.RecordBatch, int | None]:
-        """The rows of global sample ids `ids`, in that order, decoded shard by shard into Arrow,
-        and (for natural types) the position of the first row holding a null, which
-        default_collate could not collate."""
-        names = [c.name for c in columns]
-        mask_name = self._null_mask(columns, natural)
-        if mask_name is not None:
-            names = [*names, mask_name]
-        parts = []
-        for g, rows, _ in (groups := self._parts(ids)):
-            schema = self._cache.schema(self._cache.shards[g].stream, natural)
-            parts.append(self._cache.reader(g).read_batch(rows, names, schema=schema))
-        batch = parts[0] if groups[0][2] is None else interleave(parts, [pos for _, _, pos in groups])
-        first_null = None
-        if mask_name is not None:
-            mask = batch.column(mask_name)
-            first_null = self._first_null(ids, mask_bits(mask), columns)
-            batch = batch.drop_columns([mask_name])
-        return batch, first_null
-
-    def _read_packed(self, ids: np.ndarray, columns: list[ReadColumn], batch_format: str,
-                     blocks: tuple[WorkerBlocks, int] | None = None) -> tuple[Any, int | None] | None:  # fmt: skip
-        """The rows of `ids` as a ``"torch"`` or ``"numpy"`` chunk copied straight from the
-        shards into one block, and the first row holding a null; None when the columns need Arrow
-        (see :mod:`mds_loader.format.gather`). In a DataLoader worker (`blocks`: the loader's
-        blocks and the worker's id), a ``"torch"`` chunk is built in one of the worker's
-        shared-memory blocks and returned as a :class:`SharedBlock`."""
-        groups = self._parts(ids)
-        mask_name = self._null_mask(columns, True)
-        # (ShardRows keeps each shard mapped: opening the next reader may close this one)
-        plan = plan_rows([(ShardRows(self._cache.reader(g), rows), pos) for g, rows, pos in groups], columns, mask_name)
-        if plan is None:
-            return None
-        nbytes = plan.layout.nbytes
-        if batch_format == "torch" and blocks is not None:
-            owner, worker = blocks
-            slot, block, handle = owner.take(worker, nbytes)
-            if not plan.fill(block.numpy()[HEADER : HEADER + nbytes]):
-                owner.put_back(worker, slot)
-                return None
-            whole: Any = SharedBlock(handle, slot, plan.layout)
-        else:
-            array = np.empty(nbytes, np.uint8)
-            if not plan.fill(array):
-                return None
-            whole = packed_torch(array, plan.layout) if batch_format == "torch" else packed_numpy(array, plan.layout)
-        first_null = None if plan.null_bits is None else self._first_null(ids, plan.null_bits, columns)
-        return whole, first_null
+        return self._engine.formats_supported()
 
     def iter_batches(self, batch_format: str = "torch", batch_size: int | None = None) -> Iterator[Any]:
         """This worker's samples of the next epoch, in the reference's order, as whole batches
@@ -631,63 +506,22 @@ class StreamingDataset(IterableDataset):
         size = batch_size or self.batch_size
         if not size:
             raise ValueError("iter_batches needs a batch_size (pass it here or to the dataset)")
-        columns, natural = self._batch_columns(batch_format)
-        for whole, rows, first_null in self._iter_chunks(batch_format, size, columns, natural):
-            for offset in range(0, rows, size):
-                if first_null is not None and first_null < offset + size:
-                    raise self._null_error
-                yield slice_batch(whole, batch_format, offset, size)
+        for chunk in self.iter_chunks(batch_format, size):
+            yield from chunk.batches(batch_format, size)
 
-    def _batch_columns(self, batch_format: str) -> tuple[list[ReadColumn], bool]:
-        """The columns a batch format reads, and whether with their natural (reference) types."""
-        natural = batch_format in ("torch", "numpy")
-        if batch_format == "torch" and "torch" not in self.batch_formats_supported():
-            bad = [c.name for c in self._batch_schema(True)[0] if not collatable(c.encoding)]
-            raise MDSSchemaError(f"columns {bad} do not collate to tensors; use batch_format='arrow', select other "
-                                 f"columns, or iterate samples")
-        columns, _ = self._batch_schema(natural)
-        return columns, natural
-
-    def _iter_chunks(self, batch_format: str, size: int, columns: list[ReadColumn], natural: bool,
-                     blocks: tuple[WorkerBlocks, int] | None = None) -> Iterator[tuple[Any, int, int | None]]:  # fmt: skip
-        """This worker's samples of the epoch decoded in chunks of whole batches, growing from one
-        batch to about 8192 samples (fewer for rows over 4 KB): ``(whole, rows, first_null)``, with
-        `whole` in `batch_format` (``"polars"``: Arrow) and `first_null` the first row that
-        default_collate could not collate (or None). With `blocks` (in a DataLoader worker),
-        ``"torch"`` chunks are built in shared memory, as :class:`SharedBlock` when they can be."""
-        largest = size * max(1, min(_CHUNK_SAMPLES, _CHUNK_BYTES // self._raw_bytes_per_sample()) // size)
+    def iter_chunks(self, batch_format: str, batch_size: int, blocks: tuple[WorkerBlocks, int] | None = None) -> Iterator[Chunk]:
+        """This worker's samples of the next epoch decoded in :class:`~.batch_engine.Chunk` s of
+        several whole batches (what :meth:`iter_batches` slices, and what ``StreamingDataLoader``'s
+        workers send). With `blocks` (the loader's blocks and the worker's id), ``"torch"``
+        chunks are built in the worker's shared memory where they can be."""
+        columns, natural = self._engine.columns_for(batch_format)  # (fails before the epoch begins)
         ids = self._begin_iteration()
         shards, _ = self._locate(ids)
-        packed = batch_format in ("torch", "numpy")
         try:
-            # The first chunk is one batch (the first batch comes out at once, even when its
-            # samples span many small shards); chunks then double up to the largest.
-            start, chunk = 0, size
-            while start < len(ids):
-                self._prefetch_window(shards, start, extra=chunk)
-                part = ids[start : start + chunk]
-                found = self._read_packed(part, columns, batch_format, blocks) if packed else None
-                if found is not None:
-                    whole, first_null = found
-                else:
-                    packed = False  # (the columns or rows need Arrow; they will for the whole epoch)
-                    batch, first_null = self._read_rows(part, columns, natural)
-                    if batch_format == "torch":
-                        whole = to_torch(batch, columns)
-                    elif batch_format == "numpy":
-                        whole = to_numpy(batch, columns)
-                    else:
-                        whole = batch
-                yield whole, len(part), first_null
-                start, chunk = start + chunk, min(largest, 2 * chunk)
+            yield from self._engine.chunks(ids, batch_format, batch_size, columns, natural,
+                                           lambda position, extra: self._prefetch_window(shards, position, extra), blocks)
         finally:
             self._cache.cancel_prefetch()
-
-    def _raw_bytes_per_sample(self) -> int:
-        """The dataset's average stored (uncompressed) bytes per sample, at least 1."""
-        shards = [sh for st in self.streams for sh in st.index.shards]
-        samples = sum(sh.samples for sh in shards)
-        return max(1, sum(sh.raw_data.bytes for sh in shards) // max(1, samples))
 
     def __repr__(self) -> str:
         return (f"StreamingDataset(streams={self.streams}, samples={self.num_samples}, epoch_size={self.epoch_size}, "

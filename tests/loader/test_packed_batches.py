@@ -18,7 +18,7 @@ import torch
 import torch.multiprocessing  # noqa: F401 (registers torch's reductions with ForkingPickler)
 from torch.utils.data import default_collate
 
-import mds_loader.dataset as dataset_module
+import mds_loader.batch_engine as batch_engine_module
 from mds_loader import MDSWriter, StreamingDataLoader, StreamingDataset, write_table
 from mds_loader.batches import TextColumn
 from mds_loader.errors import MDSFormatError
@@ -100,7 +100,7 @@ def test_persistent_workers_keep_their_blocks(mixed):
 
 
 def _arrow_path(monkeypatch) -> None:
-    monkeypatch.setattr(dataset_module, "plan_rows", lambda *a, **k: None)
+    monkeypatch.setattr(batch_engine_module, "plan_rows", lambda *a, **k: None)
 
 
 @pytest.mark.parametrize("fmt", ["torch", "numpy"])

@@ -24,7 +24,7 @@ from typing import Any, Union
 import pyarrow as pa
 
 from ..errors import MDSEncodingError, MDSIndexError, MDSSchemaError
-from .encodings import Encoding, parse_encoding
+from .encodings import DEFAULT_NDARRAY_DTYPE, Encoding, parse_encoding
 
 __all__ = [
     "LogicalType",
@@ -401,71 +401,13 @@ def check_encoding(column: str, t: LogicalType, encoding: str, arrow_type: pa.Da
 
 
 def natural_logical(enc: Encoding, info: NdarrayInfo | None = None) -> LogicalType:
-    """The logical type of a column read without a logical schema (§4)."""
-    kind = enc.kind
-    if kind in ("scalar", "int"):
-        name = "int64" if kind == "int" else enc.dtype.name  # type: ignore[union-attr]
-        return {
-            "int8": "byte", "int16": "short", "int32": "integer", "int64": "long", "uint8": "short",
-            "uint16": "integer", "uint32": "long", "uint64": "decimal(20,0)", "float16": "float",
-            "float32": "float", "float64": "double",
-        }[name]  # fmt: skip
-    if kind == "str_int":
-        return "long"
-    if kind == "str_float":
-        return "double"
-    if kind in ("str", "str_decimal", "json"):
-        return "string"
-    if kind in ("bytes", "pkl", "jpeg", "png", "pil"):
-        return "binary"
-    # Arrays read without a logical schema hold no nulls (MDS stores none in them).
-    if kind in ("list", "jpeg_array"):
-        return _array("binary", contains_null=False)
-    if kind == "ndarray":
-        dtype, ndim = _ndarray_dtype_ndim(enc, info)
-        t: LogicalType = natural_logical(parse_encoding(dtype))
-        for _ in range(ndim):
-            t = _array(t, contains_null=False)
-        return t
-    raise AssertionError(kind)
+    """The logical type of a column read without a logical schema (§4; the encoding family's)."""
+    return enc.family.natural_logical(enc, info)
 
 
 def natural_arrow(enc: Encoding, info: NdarrayInfo | None = None) -> pa.DataType:
-    """The Arrow type of a column read without a logical schema (§4)."""
-    kind = enc.kind
-    if kind in ("scalar", "int"):
-        return pa.from_numpy_dtype(enc.dtype.newbyteorder("="))  # type: ignore[union-attr]
-    if kind == "str_int":
-        return pa.int64()
-    if kind == "str_float":
-        return pa.float64()
-    if kind in ("str", "str_decimal", "json"):
-        return pa.string()
-    if kind in ("bytes", "pkl", "jpeg", "png", "pil"):
-        return pa.binary()
-    if kind in ("list", "jpeg_array"):
-        return pa.list_(pa.binary())
-    if kind == "ndarray":
-        dtype, ndim = _ndarray_dtype_ndim(enc, info)
-        t = pa.from_numpy_dtype(dtype)
-        dims = enc.shape if enc.shape is not None else (None,) * ndim
-        for size in reversed(dims):
-            t = pa.list_(t) if size is None else pa.list_(t, size)
-        return t
-    raise AssertionError(kind)
-
-
-#: The element dtype of a bare ``ndarray`` column with no sample to inspect (an empty dataset):
-#: numpy's default dtype, as the JVM source has it (docs/format.md §4).
-DEFAULT_NDARRAY_DTYPE = "float64"
-
-
-def _ndarray_dtype_ndim(enc: Encoding, info: NdarrayInfo | None) -> tuple[str, int]:
-    """Dtype and depth of an ndarray column: the encoding's, else the first sample's (``info``),
-    else :data:`DEFAULT_NDARRAY_DTYPE` and depth 1."""
-    dtype = enc.dtype.name if enc.dtype is not None else (info.dtype if info else DEFAULT_NDARRAY_DTYPE)
-    ndim = len(enc.shape) if enc.shape is not None else (info.ndim if info else 1)
-    return dtype, ndim
+    """The Arrow type of a column read without a logical schema (§4; the encoding family's)."""
+    return enc.family.natural_arrow(enc, info)
 
 
 def read_arrow_type(t: LogicalType | None, enc: Encoding, info: NdarrayInfo | None = None) -> pa.DataType:

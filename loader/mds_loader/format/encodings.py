@@ -414,41 +414,28 @@ class _Image(Family):
         return _decode_image(self.kind, data)
 
 
-class _ImageList(Family):
-    """``list[pil|jpeg|png]``: ``u32 0, u32 n``, the element sizes, the elements."""
+class _ImageSequence(Family):
+    """``list[pil|jpeg|png]`` (``u32 0, u32 n``, the element sizes, the elements) and
+    ``jpeg_array`` (``u32 n``, the element sizes, the JPEG files)."""
 
-    kind = "list"
     images = True
     logical, arrow = _array_type("binary"), pa.list_(pa.binary())
 
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, (list, tuple)):
-            raise MDSSchemaError(f"{enc.text!r} needs a list of images, got {type(value).__name__}")
-        element = parse_encoding(enc.element)  # type: ignore[arg-type]
-        parts = [element.encode(item) for item in value]
-        head = np.array([0, len(parts), *map(len, parts)], _U32).tobytes()
-        return head + b"".join(parts)
+    def __init__(self, kind: str, lead: int, what: str) -> None:
+        self.kind, self.lead, self.what = kind, lead, what
 
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return [_decode_image(enc.element, part) for part in split_elements(data, 8)]  # type: ignore[arg-type]
-
-
-class _JpegArray(Family):
-    """``jpeg_array``: ``u32 n``, the element sizes, the JPEG files."""
-
-    kind = "jpeg_array"
-    images = True
-    logical, arrow = _array_type("binary"), pa.list_(pa.binary())
+    def _element(self, enc: Encoding) -> str:
+        return enc.element if self.kind == "list" else "jpeg"  # type: ignore[return-value]
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if not isinstance(value, (list, tuple)):
-            raise MDSSchemaError(f"{enc.text!r} needs a list of JPEG bytes, got {type(value).__name__}")
-        parts = [bytes(item) if isinstance(item, (bytes, bytearray, memoryview)) else _encode_image("jpeg", item) for item in value]
-        head = np.array([len(parts), *map(len, parts)], _U32).tobytes()
+            raise MDSSchemaError(f"{enc.text!r} needs a list of {self.what}, got {type(value).__name__}")
+        parts = [_encode_image(self._element(enc), item) for item in value]  # (bytes pass through)
+        head = np.array([0] * (self.lead // 4 - 1) + [len(parts), *map(len, parts)], _U32).tobytes()
         return head + b"".join(parts)
 
     def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return [_decode_image("jpeg", part) for part in split_elements(data, 4)]
+        return [_decode_image(self._element(enc), part) for part in split_elements(data, self.lead)]
 
 
 class _Ndarray(Family):
@@ -541,7 +528,8 @@ class _Ndarray(Family):
 #: Every encoding family by ``Encoding.kind``: the registry. Adding an encoding is adding a class here.
 FAMILIES: dict[str, Family] = {f.kind: f for f in (
     _Str(), _Scalar(), _Int(), _Bytes(), _StrInt(), _StrFloat(), _StrDecimal(), _Json(), _Pkl(),
-    _Image("pil"), _Image("jpeg"), _Image("png"), _ImageList(), _JpegArray(), _Ndarray(),
+    _Image("pil"), _Image("jpeg"), _Image("png"), _ImageSequence("list", 8, "images"),
+    _ImageSequence("jpeg_array", 4, "JPEG bytes"), _Ndarray(),
 )}  # fmt: skip
 
 

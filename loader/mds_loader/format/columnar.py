@@ -98,7 +98,7 @@ def _binary_from(offsets: np.ndarray, data: Any) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets), buf])
 
 
-def _fixed_piece(values: np.ndarray) -> pa.Array:
+def fixed_piece(values: np.ndarray) -> pa.Array:
     """One piece holding each row of ``values`` (shape (n,) or (n, k)) as that row's bytes."""
     values = np.ascontiguousarray(values)
     n = len(values)
@@ -127,7 +127,7 @@ def _to_large_binary(arr: pa.Array) -> pa.Array:
     return arr.cast(pa.large_binary())
 
 
-def _var_column(arr: pa.Array) -> EncodedColumn:
+def var_column(arr: pa.Array) -> EncodedColumn:
     """A column whose payloads are the values of a string/binary array (nulls already filled)."""
     arr = _to_large_binary(arr)
     offsets = binary_offsets(arr)
@@ -203,7 +203,7 @@ def _cast(arr: pa.Array, target: pa.DataType, column: str) -> pa.Array:
         raise MDSSchemaError(f"column {column!r}: cannot convert {arr.type} to {target}: {exc}") from None
 
 
-def _numbers(arr: pa.Array, dtype: np.dtype, column: str) -> np.ndarray:
+def numbers(arr: pa.Array, dtype: np.dtype, column: str) -> np.ndarray:
     """Numeric (or boolean) values as a numpy array of ``dtype``: nulls as 0, integer targets
     range-checked (float sources must hold whole numbers), float targets narrowed as IEEE does."""
     if pa.types.is_boolean(arr.type):
@@ -248,39 +248,10 @@ def encode_column(arr: pa.Array, plan: FieldPlan) -> EncodedColumn:
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    enc, name = plan.encoding, plan.name
-    arr = _storage(arr, plan)
-    kind = enc.kind
-    if kind in ("scalar", "int"):
-        return EncodedColumn([_fixed_piece(_numbers(arr, enc.dtype, name))], None)  # type: ignore[arg-type]
-    if kind == "str_int":
-        text = pc.cast(arr.fill_null(0) if arr.null_count else arr, pa.large_string())
-        return _var_column(text)
-    if kind == "str_float":  # Python's shortest repr, as the reference writes it (nulls: "0.0")
-        floats = _numbers(arr, np.dtype("<f8"), name)
-        return _var_column(pa.array([repr(x) for x in floats.tolist()], pa.large_string()))
-    if kind == "str_decimal":
-        return _var_column(arr.fill_null("0") if arr.null_count else arr)
-    if kind in ("str", "bytes", "pkl", "pil", "jpeg", "png"):
-        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-            zero = pa.scalar("", arr.type)
-        else:
-            zero = pa.scalar(b"", arr.type)
-        if arr.null_count:
-            arr = arr.fill_null(zero)
-        if kind in ("jpeg", "png"):
-            _check_magic(arr, kind, name)
-        return _var_column(arr)
-    if kind == "json":
-        return _var_column(pa.array(json_dumps_values(arr, plan.logical, name), pa.large_string()))
-    if kind in ("list", "jpeg_array"):
-        return _encode_binary_lists(arr, enc, name)
-    if kind == "ndarray":
-        return _encode_ndarray(arr, enc, name)
-    raise AssertionError(kind)
+    return plan.encoding.family.encode_column(_storage(arr, plan), plan)
 
 
-def _check_magic(arr: pa.Array, kind: str, column: str) -> None:
+def check_magic(arr: pa.Array, kind: str, column: str) -> None:
     """Checks that every non-empty payload starts with the JPEG/PNG signature."""
     for i, value in enumerate(arr.to_pylist()):
         if value and not image_magic_ok(kind, value):
@@ -290,9 +261,10 @@ def _check_magic(arr: pa.Array, kind: str, column: str) -> None:
             )
 
 
-def _encode_binary_lists(arr: pa.Array, enc: Encoding, column: str) -> EncodedColumn:
-    """``list[...]`` (``u32 0, u32 n, u32 size x n, elements``) and ``jpeg_array`` (the same
-    without the leading 0) from a list of binaries; elements are stored verbatim."""
+def encode_binary_lists(arr: pa.Array, enc: Encoding, column: str, element: str, lead: int) -> EncodedColumn:
+    """``list[...]`` (``u32 0, u32 n, u32 size x n, elements``: ``lead`` 2) and ``jpeg_array``
+    (the same without the leading 0: ``lead`` 1) from a list of binaries; elements (``element``
+    images) are stored verbatim."""
     if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
         raise MDSSchemaError(f"column {column!r}: {enc.text!r} needs a list of binary values, got {arr.type}")
     n = len(arr)
@@ -302,10 +274,8 @@ def _encode_binary_lists(arr: pa.Array, enc: Encoding, column: str) -> EncodedCo
         raise MDSSchemaError(f"column {column!r}: {enc.text!r} lists cannot hold null elements; drop or fill them")
     elements = _to_large_binary(elements)
     element_sizes = np.diff(binary_offsets(elements))
-    kind = "jpeg" if enc.kind == "jpeg_array" else enc.element
-    if kind in ("jpeg", "png"):
-        _check_magic(elements, kind, column)  # type: ignore[arg-type]
-    lead = 2 if enc.kind == "list" else 1  # u32 words before the sizes: [0, n] or [n]
+    if element in ("jpeg", "png"):
+        check_magic(elements, element, column)
     words_per_row = lead + lengths
     word_offsets = np.zeros(n + 1, _I64)
     np.cumsum(words_per_row, out=word_offsets[1:])
@@ -362,7 +332,7 @@ def _list_levels(arr: pa.Array, depth: int, column: str, text: str) -> tuple[pa.
     return level, shapes
 
 
-def _encode_ndarray(arr: pa.Array, enc: Encoding, column: str) -> EncodedColumn:
+def encode_ndarray(arr: pa.Array, enc: Encoding, column: str) -> EncodedColumn:
     n = len(arr)
     depth = _list_depth(arr.type)
     if depth == 0:
@@ -376,7 +346,7 @@ def _encode_ndarray(arr: pa.Array, enc: Encoding, column: str) -> EncodedColumn:
     if not (pa.types.is_integer(leaf_type) or pa.types.is_floating(leaf_type) or pa.types.is_boolean(leaf_type)):
         raise MDSSchemaError(f"column {column!r}: {enc.text!r} needs numbers or booleans, got elements of type {leaf_type}")
     dtype = enc.dtype if enc.dtype is not None else SCALAR_DTYPES[numeric_dtype(leaf_type)]
-    values = _numbers(leaf, dtype, column)
+    values = numbers(leaf, dtype, column)
     counts = np.prod(shapes, axis=1)
     if enc.shape is not None:
         return EncodedColumn([_static_ndarray(values, shapes, counts, valid, enc, column)], None)
@@ -431,7 +401,7 @@ def _static_ndarray(values: np.ndarray, shapes: np.ndarray, counts: np.ndarray, 
         out = np.zeros((n, size), values.dtype)
         out[valid] = values.reshape(-1, size)
         values = out
-    return _fixed_piece(values.reshape(n, size))
+    return fixed_piece(values.reshape(n, size))
 
 
 def _list_depth(t: pa.DataType) -> int:
@@ -449,7 +419,7 @@ def null_mask_column(valid: Sequence[np.ndarray | None], n: int) -> EncodedColum
     for i, v in enumerate(valid):
         if v is not None:
             bits[:, i] = ~v
-    return EncodedColumn([_fixed_piece(np.packbits(bits, axis=1, bitorder="little"))], None)
+    return EncodedColumn([fixed_piece(np.packbits(bits, axis=1, bitorder="little"))], None)
 
 
 def join_samples(columns: Sequence[EncodedColumn], n: int) -> tuple[np.ndarray, Any]:
@@ -468,7 +438,7 @@ def join_samples(columns: Sequence[EncodedColumn], n: int) -> tuple[np.ndarray, 
         header = np.stack(var_sizes, axis=1)
         if header.size and header.max() > 0xFFFFFFFF:
             raise MDSSchemaError("a value is 4 GiB or larger; MDS sizes are 32-bit")
-        pieces.append(_fixed_piece(header.astype("<u4")))
+        pieces.append(fixed_piece(header.astype("<u4")))
     for c in columns:
         pieces.extend(c.pieces)
     if not pieces or n == 0:
@@ -601,7 +571,7 @@ def decode_fixed(matrix: np.ndarray, enc: Encoding, arrow_type: pa.DataType) -> 
     """Decodes fixed-size payloads (an (n, size) uint8 array) into the natural Arrow array."""
     n = len(matrix)
     values = np.ascontiguousarray(matrix).reshape(-1).view(enc.dtype.newbyteorder("="))  # type: ignore[union-attr]
-    if enc.kind in ("scalar", "int"):
+    if enc.shape is None:  # a number
         return pa.array(values, type=arrow_type)
     # static-shape ndarray: nested fixed-size lists
     return build_ndarray(pa.array(values), np.tile(np.array(enc.shape, _I64), (n, 1)), arrow_type, "")
@@ -615,30 +585,36 @@ def decode_var(payloads: pa.Array, enc: Encoding, arrow_type: pa.DataType, colum
                row_name: Callable[[int], str] = _row) -> pa.Array:  # fmt: skip
     """Decodes variable-size payloads (a ``large_binary`` array) into the natural Arrow array of
     a non-ndarray encoding. ``row_name(i)`` names row i in messages."""
-    kind = enc.kind
-    if kind in ("str", "json", "str_decimal", "str_int", "str_float"):
+    return enc.family.decode_column(payloads, enc, arrow_type, column, row_name)
+
+
+def utf8_text(payloads: pa.Array, column: str, row_name: Callable[[int], str] = _row) -> pa.Array:
+    """Payloads as ``large_string``, failing on the first row that is not valid UTF-8."""
+    try:
+        return payloads.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        bad = next(i for i, v in enumerate(payloads.to_pylist()) if not _is_utf8(v))
+        raise MDSFormatError(f"{row_name(bad)}, column {column!r}: not valid UTF-8") from None
+
+
+def split_element_rows(payloads: pa.Array, lead: int, arrow_type: pa.DataType, column: str,
+                       row_name: Callable[[int], str] = _row) -> pa.Array:  # fmt: skip
+    """``list[...]``/``jpeg_array`` payloads (``lead`` header bytes) as lists of their elements."""
+    rows = []
+    for i, data in enumerate(payloads.to_pylist()):
         try:
-            text = payloads.cast(pa.large_string())
-        except pa.ArrowInvalid:
-            bad = next(i for i, v in enumerate(payloads.to_pylist()) if not _is_utf8(v))
-            raise MDSFormatError(f"{row_name(bad)}, column {column!r}: not valid UTF-8") from None
-        if kind == "str_int":
-            return _parse_numbers(text, pa.int64(), int, column, row_name)
-        if kind == "str_float":
-            return _parse_numbers(text, pa.float64(), float, column, row_name)
-        return text.cast(arrow_type)
-    if kind in ("bytes", "pkl", "jpeg", "png", "pil"):
-        return payloads.cast(arrow_type)
-    if kind in ("list", "jpeg_array"):
-        lead = 8 if kind == "list" else 4
-        rows = []
-        for i, data in enumerate(payloads.to_pylist()):
-            try:
-                rows.append(split_elements(data, lead))
-            except MDSFormatError as exc:
-                raise MDSFormatError(f"{row_name(i)}, column {column!r}: {exc}") from None
-        return pa.array(rows, arrow_type)
-    raise AssertionError(kind)
+            rows.append(split_elements(data, lead))
+        except MDSFormatError as exc:
+            raise MDSFormatError(f"{row_name(i)}, column {column!r}: {exc}") from None
+    return pa.array(rows, arrow_type)
+
+
+def filled_binary(arr: pa.Array) -> pa.Array:
+    """A string or binary column with its nulls stored as the empty value (docs/format.md §3)."""
+    if not arr.null_count:
+        return arr
+    zero = pa.scalar("", arr.type) if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pa.scalar(b"", arr.type)
+    return arr.fill_null(zero)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -649,7 +625,7 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _parse_numbers(text: pa.Array, target: pa.DataType, parse: Callable[[str], Any], column: str,
+def parse_numbers(text: pa.Array, target: pa.DataType, parse: Callable[[str], Any], column: str,
                    row_name: Callable[[int], str]) -> pa.Array:  # fmt: skip
     """``str_int``/``str_float`` text to numbers with Arrow; values that Arrow's parser rejects
     are parsed like the reference (Python ``int``/``float``) so that errors are exact."""

@@ -33,24 +33,21 @@ Reading an empty ``jpeg_array`` returns ``[]`` (the reference raises).
 from __future__ import annotations
 
 import io
-import json
 import math
-import pickle
 import sys
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from ..errors import MDSEncodingError, MDSFormatError, MDSSchemaError, MDSUnsafeError
 
+if TYPE_CHECKING:
+    from .families import Family
+
 __all__ = [
     "Encoding",
-    "Family",
-    "FAMILIES",
     "DEFAULT_NDARRAY_DTYPE",
     "parse_encoding",
     "is_encoding",
@@ -61,6 +58,8 @@ __all__ = [
     "SHAPE_CODE_DTYPES",
     "shape_code",
     "require_pillow",
+    "encode_image",
+    "decode_image",
     "split_elements",
     "image_magic_ok",
 ]
@@ -151,8 +150,9 @@ class Encoding:
 
     @property
     def family(self) -> Family:
-        """The encoding's family: how its values are encoded and decoded (the registry's entry)."""
-        return FAMILIES[self.kind]
+        """The encoding's family: how its values and columns are encoded and decoded, and the
+        types it reads as (the registry's entry, :data:`mds_loader.format.families.FAMILIES`)."""
+        return _families()[self.kind]
 
     @property
     def unsafe(self) -> bool:
@@ -214,323 +214,21 @@ class Encoding:
             raise MDSFormatError(f"malformed {self.text!r} payload ({len(data)} bytes): {exc}") from exc
 
 
-# ---------------------------------------------------------------------------- families
-
-
-#: The logical type of each numeric dtype read without a logical schema (docs/format.md §4).
-_SCALAR_LOGICAL = {
-    "int8": "byte", "int16": "short", "int32": "integer", "int64": "long", "uint8": "short", "uint16": "integer",
-    "uint32": "long", "uint64": "decimal(20,0)", "float16": "float", "float32": "float", "float64": "double",
-}  # fmt: skip
-
 #: The element dtype of a bare ``ndarray`` column with no sample to inspect (an empty dataset):
 #: numpy's default dtype, as the JVM source has it (docs/format.md §4).
 DEFAULT_NDARRAY_DTYPE = "float64"
 
+_FAMILIES: dict[str, Family] | None = None
 
-def _array_type(element: Any) -> dict:
-    """Spark's JSON of an array type whose elements are never null (MDS stores no nulls in them)."""
-    return {"containsNull": False, "elementType": element, "type": "array"}
 
+def _families() -> dict[str, Family]:
+    # The families module builds on this one and on the column codecs: imported on first use.
+    global _FAMILIES
+    if _FAMILIES is None:
+        from .families import FAMILIES
 
-class Family:
-    """One family of encodings (``Encoding.kind``): how a value is encoded and decoded, exactly as
-    the reference does. One subclass per family, registered in :data:`FAMILIES`."""
-
-    #: The family's name (``Encoding.kind``).
-    kind: str = ""
-    #: Whether ``None`` is a value (``json``'s null, a pickled None); other families refuse it.
-    takes_none: bool = False
-    #: Whether decoding runs arbitrary code (``pkl``).
-    unsafe: bool = False
-    #: Whether values are PIL images or lists of them.
-    images: bool = False
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        """The payload of a (non-None, not pre-encoded) value."""
-        raise NotImplementedError
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        """The reference's value of a payload."""
-        raise NotImplementedError
-
-    #: The logical (Spark JSON) and Arrow types a column of this family reads as without a
-    #: logical schema (docs/format.md §4), for families whose type does not depend on the encoding.
-    logical: Any = None
-    arrow: Any = None
-
-    def natural_logical(self, enc: Encoding, sample: Any = None) -> Any:
-        """The logical type (Spark's JSON form) of a column read without a logical schema;
-        ``sample`` (with ``.dtype`` and ``.ndim``) describes a dynamic ndarray's first value."""
-        return self.logical
-
-    def natural_arrow(self, enc: Encoding, sample: Any = None) -> pa.DataType:
-        """The Arrow type of a column read without a logical schema."""
-        return self.arrow
-
-
-class _Str(Family):
-    kind = "str"
-    logical, arrow = "string", pa.string()
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, str):
-            raise MDSSchemaError(f"{enc.text!r} needs a str, got {type(value).__name__}")
-        return value.encode("utf-8")
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return bytes(data).decode("utf-8")
-
-
-class _Scalar(Family):
-    kind = "scalar"
-
-    def natural_logical(self, enc: Encoding, sample: Any = None) -> Any:
-        return _SCALAR_LOGICAL[enc.dtype.name]  # type: ignore[union-attr]
-
-    def natural_arrow(self, enc: Encoding, sample: Any = None) -> pa.DataType:
-        return pa.from_numpy_dtype(enc.dtype.newbyteorder("="))  # type: ignore[union-attr]
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if enc.dtype.kind == "f":  # type: ignore[union-attr]
-            with np.errstate(over="ignore"):  # narrowing overflows to inf, as IEEE says
-                return enc.dtype.type(value).tobytes()  # type: ignore[union-attr]
-        return enc.dtype.type(value).tobytes()  # type: ignore[union-attr]
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return np.frombuffer(data, enc.dtype)[0]  # type: ignore[arg-type]
-
-
-class _Int(Family):
-    kind = "int"
-    logical, arrow = "long", pa.int64()
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, (int, np.integer)):
-            raise MDSSchemaError(f"'int' needs a Python int, got {type(value).__name__}")
-        return np.int64(value).tobytes()
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return int(np.frombuffer(data, "<i8")[0])
-
-
-class _Bytes(Family):
-    kind = "bytes"
-    logical, arrow = "binary", pa.binary()
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if isinstance(value, (bytearray, memoryview)):
-            return bytes(value)
-        raise MDSSchemaError(f"'bytes' needs bytes, got {type(value).__name__}")
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return bytes(data)
-
-
-class _StrInt(Family):
-    kind = "str_int"
-    logical, arrow = "long", pa.int64()
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise MDSSchemaError(f"'str_int' needs an int, got {type(value).__name__}")
-        return str(int(value)).encode("ascii")
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return int(bytes(data).decode("utf-8"))
-
-
-class _StrFloat(Family):
-    kind = "str_float"
-    logical, arrow = "double", pa.float64()
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, (float, np.floating)):
-            raise MDSSchemaError(f"'str_float' needs a float, got {type(value).__name__}")
-        return repr(float(value)).encode("ascii")
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return float(bytes(data).decode("utf-8"))
-
-
-class _StrDecimal(Family):
-    kind = "str_decimal"
-    logical, arrow = "string", pa.string()  # the exact text
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, Decimal):
-            raise MDSSchemaError(f"'str_decimal' needs a decimal.Decimal, got {type(value).__name__}")
-        return str(value).encode("ascii")
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        try:
-            return Decimal(bytes(data).decode("utf-8"))
-        except InvalidOperation:
-            raise MDSFormatError(f"not a decimal: {bytes(data)[:40]!r}") from None
-
-
-class _Json(Family):
-    kind = "json"
-    logical, arrow = "string", pa.string()  # the JSON text
-    takes_none = True
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        text = json.dumps(value)
-        json.loads(text)  # the reference's check (e.g. of NaN handling)
-        return text.encode("utf-8")
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return json.loads(bytes(data).decode("utf-8"))
-
-
-class _Pkl(Family):
-    kind = "pkl"
-    logical, arrow = "binary", pa.binary()  # the stored bytes
-    takes_none = True
-    unsafe = True
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        return pickle.dumps(value)
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return pickle.loads(data)
-
-
-class _Image(Family):
-    """``pil``, ``jpeg`` and ``png``: one PIL image."""
-
-    images = True
-    logical, arrow = "binary", pa.binary()  # the stored bytes
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        return _encode_image(self.kind, value)
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return _decode_image(self.kind, data)
-
-
-class _ImageSequence(Family):
-    """``list[pil|jpeg|png]`` (``u32 0, u32 n``, the element sizes, the elements) and
-    ``jpeg_array`` (``u32 n``, the element sizes, the JPEG files)."""
-
-    images = True
-    logical, arrow = _array_type("binary"), pa.list_(pa.binary())
-
-    def __init__(self, kind: str, lead: int, what: str) -> None:
-        self.kind, self.lead, self.what = kind, lead, what
-
-    def _element(self, enc: Encoding) -> str:
-        return enc.element if self.kind == "list" else "jpeg"  # type: ignore[return-value]
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, (list, tuple)):
-            raise MDSSchemaError(f"{enc.text!r} needs a list of {self.what}, got {type(value).__name__}")
-        parts = [_encode_image(self._element(enc), item) for item in value]  # (bytes pass through)
-        head = np.array([0] * (self.lead // 4 - 1) + [len(parts), *map(len, parts)], _U32).tobytes()
-        return head + b"".join(parts)
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        return [_decode_image(self._element(enc), part) for part in split_elements(data, self.lead)]
-
-
-class _Ndarray(Family):
-    """``ndarray[:dtype[:shape]]``: the dtype code unless static, the shape unless static, the values."""
-
-    kind = "ndarray"
-
-    @staticmethod
-    def dtype_ndim(enc: Encoding, sample: Any = None) -> tuple[str, int]:
-        """Dtype and depth of a column: the encoding's, else the first sample's (``sample``),
-        else :data:`DEFAULT_NDARRAY_DTYPE` and depth 1."""
-        dtype = enc.dtype.name if enc.dtype is not None else (sample.dtype if sample else DEFAULT_NDARRAY_DTYPE)
-        ndim = len(enc.shape) if enc.shape is not None else (sample.ndim if sample else 1)
-        return dtype, ndim
-
-    def natural_logical(self, enc: Encoding, sample: Any = None) -> Any:
-        dtype, ndim = self.dtype_ndim(enc, sample)
-        t: Any = _SCALAR_LOGICAL[dtype]
-        for _ in range(ndim):
-            t = _array_type(t)
-        return t
-
-    def natural_arrow(self, enc: Encoding, sample: Any = None) -> pa.DataType:
-        dtype, ndim = self.dtype_ndim(enc, sample)
-        t = pa.from_numpy_dtype(dtype)
-        dims = enc.shape if enc.shape is not None else (None,) * ndim
-        for size in reversed(dims):
-            t = pa.list_(t) if size is None else pa.list_(t, size)
-        return t
-
-    def encode(self, enc: Encoding, value: Any) -> bytes:
-        if not isinstance(value, np.ndarray):
-            raise MDSSchemaError(
-                f"{enc.text!r} needs a numpy array, got {type(value).__name__}; convert it with "
-                f"np.asarray(value, dtype=...)"
-            )
-        name = value.dtype.name
-        code = NDARRAY_DTYPE_CODES.get(name)
-        if code is None:
-            raise MDSSchemaError(f"unsupported ndarray dtype {name!r}; use one of {sorted(NDARRAY_DTYPE_CODES)}")
-        parts: list[bytes] = []
-        if enc.dtype is None:
-            parts.append(bytes([code]))
-        elif name != enc.dtype.name:
-            raise MDSSchemaError(f"{enc.text!r} needs dtype {enc.dtype.name}, got {name}")
-        if enc.shape is None:
-            ndim = value.ndim
-            if ndim == 0:
-                raise MDSSchemaError(f"{enc.text!r} cannot store a 0-d array; use a scalar encoding or a static shape")
-            if ndim > 63:
-                raise MDSSchemaError(f"ndarray has too many axes: maximum 63, got {ndim}")
-            code = shape_code(max(value.shape))
-            parts.append(bytes([(ndim << 2) | code]))
-            parts.append(np.array(value.shape, SHAPE_CODE_DTYPES[code]).tobytes())
-        elif value.shape != enc.shape:
-            raise MDSSchemaError(f"{enc.text!r} needs shape {enc.shape}, got {value.shape}")
-        if value.dtype.byteorder == ">":
-            value = value.astype(value.dtype.newbyteorder("<"))
-        parts.append(value.tobytes())
-        return b"".join(parts)
-
-    def decode(self, enc: Encoding, data: bytes | bytearray | memoryview) -> Any:
-        data = bytes(data) if not isinstance(data, bytes) else data
-        pos = 0
-        dtype = enc.dtype
-        if dtype is None:
-            if len(data) < 1:
-                raise MDSFormatError("empty ndarray payload")
-            dtype = NDARRAY_CODE_DTYPES.get(data[0])
-            if dtype is None:
-                raise MDSFormatError(f"unknown ndarray dtype code {data[0]}")
-            pos = 1
-        shape = enc.shape
-        if shape is None:
-            if len(data) < pos + 1:
-                raise MDSFormatError("ndarray payload ends before its shape")
-            ndim, code = data[pos] >> 2, data[pos] & 3
-            shape_dtype = SHAPE_CODE_DTYPES[code]
-            end = pos + 1 + ndim * shape_dtype.itemsize
-            if len(data) < end:
-                raise MDSFormatError("ndarray payload ends inside its shape")
-            shape = tuple(int(d) for d in np.frombuffer(data, shape_dtype, ndim, pos + 1))
-            pos = end
-        expected = math.prod(shape) * dtype.itemsize
-        if len(data) - pos != expected:
-            raise MDSFormatError(f"ndarray of shape {shape} and dtype {dtype.name} needs {expected} value bytes, got {len(data) - pos}")
-        return np.frombuffer(data, dtype, offset=pos).reshape(shape)
-
-
-#: Every encoding family by ``Encoding.kind``: the registry. Adding an encoding is adding a class here.
-FAMILIES: dict[str, Family] = {f.kind: f for f in (
-    _Str(), _Scalar(), _Int(), _Bytes(), _StrInt(), _StrFloat(), _StrDecimal(), _Json(), _Pkl(),
-    _Image("pil"), _Image("jpeg"), _Image("png"), _ImageSequence("list", 8, "images"),
-    _ImageSequence("jpeg_array", 4, "JPEG bytes"), _Ndarray(),
-)}  # fmt: skip
+        _FAMILIES = FAMILIES
+    return _FAMILIES
 
 
 def split_elements(data: bytes | bytearray | memoryview, lead: int) -> list[bytes]:
@@ -555,7 +253,7 @@ def split_elements(data: bytes | bytearray | memoryview, lead: int) -> list[byte
     return [data[a:b] for a, b in zip(begins, ends.tolist())]
 
 
-def _encode_image(kind: str, value: Any) -> bytes:
+def encode_image(kind: str, value: Any) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     Image = require_pillow()
@@ -580,7 +278,7 @@ def _encode_image(kind: str, value: Any) -> bytes:
     return out.getvalue()
 
 
-def _decode_image(kind: str, data: bytes | bytearray | memoryview) -> Any:
+def decode_image(kind: str, data: bytes | bytearray | memoryview) -> Any:
     Image = require_pillow()
     if kind == "pil":
         data = bytes(data)

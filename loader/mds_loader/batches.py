@@ -39,16 +39,12 @@ __all__ = [
 
 BATCH_FORMATS = ("torch", "numpy", "arrow", "polars")
 
-# Encodings whose reference values default_collate turns into one tensor or list per column.
-_NUMERIC = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
-            "float64", "int", "str_int", "str_float"}
-
-
 def collatable(encoding: Encoding) -> bool:
-    """Whether a column's values collate to a tensor or a list that the batch path can build."""
-    if encoding.name in _NUMERIC or encoding.name in ("str", "bytes"):
-        return True
-    return encoding.kind == "ndarray" and encoding.dtype is not None
+    """Whether a column's values collate to a tensor or a list that the batch path can build
+    (numbers, ``str``, ``bytes``, ndarrays of one dtype: the encoding family says)."""
+    if encoding.kind == "ndarray":
+        return encoding.dtype is not None
+    return encoding.family.collates
 
 
 class TextColumn:

@@ -643,7 +643,7 @@ class ShardCache:
             raise MDSSchemaError(f"{stream.local_dir}: the dataset has no shards")
         first = index.shards[0]
         infos = {}
-        dynamic = any(e.kind == "ndarray" and e.shape is None for e in first.encodings)
+        dynamic = any(e.dynamic_ndarray for e in first.encodings)
         if dynamic and (natural or index.fields is None):
             offset = sum(len(st.index.shards) for st in self.streams[:s])
             nonempty = next((k for k, sh in enumerate(index.shards) if sh.samples), None)

@@ -223,7 +223,7 @@ def ndarray_infos(files: ShardFiles, index: Index) -> dict[str, NdarrayInfo]:
     needed (and only read) for datasets without a logical schema (docs/format.md §4)."""
     if index.fields is not None or not index.shards:
         return {}
-    if not any(e.kind == "ndarray" and e.shape is None for e in index.shards[0].encodings):
+    if not any(e.dynamic_ndarray for e in index.shards[0].encodings):
         return {}
     k = next((k for k, s in enumerate(index.shards) if s.samples), None)
     if k is None:

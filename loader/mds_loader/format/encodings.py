@@ -155,6 +155,11 @@ class Encoding:
         return _families()[self.kind]
 
     @property
+    def dynamic_ndarray(self) -> bool:
+        """Whether this is an ``ndarray`` without a static shape (each value stores its own)."""
+        return self.kind == "ndarray" and self.shape is None
+
+    @property
     def unsafe(self) -> bool:
         """Whether decoding can run arbitrary code (``pkl``)."""
         return self.family.unsafe

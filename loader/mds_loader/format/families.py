@@ -59,6 +59,16 @@ class Family:
     unsafe: bool = False
     #: Whether values are PIL images or lists of them.
     images: bool = False
+    #: Whether ``default_collate`` turns the reference's values into one tensor or list per
+    #: column that the whole-batch path can build (:func:`mds_loader.batches.collatable`).
+    collates: bool = False
+
+    def packing(self, enc: Encoding) -> str | None:
+        """How the packed-batch path copies a column straight from the shards
+        (:mod:`mds_loader.format.gather`): ``"fixed"`` (fixed-size values), ``"ndarray"`` (a
+        dynamic-shape array), ``"text"`` / ``"bytes"`` (UTF-8 or binary payloads), or None when
+        the column must be decoded through Arrow."""
+        return None
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         """The payload of a (non-None, not pre-encoded) value."""
@@ -100,6 +110,10 @@ class Family:
 class _Str(Family):
     kind = "str"
     logical, arrow = "string", pa.string()
+    collates = True
+
+    def packing(self, enc: Encoding) -> str | None:
+        return "text"
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if not isinstance(value, str):
@@ -118,6 +132,10 @@ class _Str(Family):
 
 class _Scalar(Family):
     kind = "scalar"
+    collates = True
+
+    def packing(self, enc: Encoding) -> str | None:
+        return "fixed"
 
     def natural_logical(self, enc: Encoding, sample: Any = None) -> Any:
         return _SCALAR_LOGICAL[enc.dtype.name]  # type: ignore[union-attr]
@@ -155,6 +173,10 @@ class _Int(_Scalar):
 class _Bytes(Family):
     kind = "bytes"
     logical, arrow = "binary", pa.binary()
+    collates = True
+
+    def packing(self, enc: Encoding) -> str | None:
+        return "bytes"
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if isinstance(value, (bytearray, memoryview)):
@@ -174,6 +196,7 @@ class _Bytes(Family):
 class _StrInt(Family):
     kind = "str_int"
     logical, arrow = "long", pa.int64()
+    collates = True
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -193,6 +216,7 @@ class _StrInt(Family):
 class _StrFloat(Family):
     kind = "str_float"
     logical, arrow = "double", pa.float64()
+    collates = True
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if not isinstance(value, (float, np.floating)):
@@ -259,6 +283,10 @@ class _Pkl(_Bytes):
     kind = "pkl"
     takes_none = True
     unsafe = True
+    collates = False
+
+    def packing(self, enc: Encoding) -> str | None:
+        return None
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         return pickle.dumps(value)
@@ -326,6 +354,11 @@ class _Ndarray(Family):
     """``ndarray[:dtype[:shape]]``: the dtype code unless static, the shape unless static, the values."""
 
     kind = "ndarray"
+
+    def packing(self, enc: Encoding) -> str | None:
+        if enc.shape is None:
+            return "ndarray"
+        return "fixed" if enc.dtype is not None else None
 
     @staticmethod
     def dtype_ndim(enc: Encoding, sample: Any = None) -> tuple[str, int]:

@@ -38,7 +38,6 @@ _I64 = np.int64
 _ALIGN = 64  # every buffer starts on a cache line
 _LARGE_VALUE = 8192  # strings/bytes this long on average are copied one slice each
 _PIECE = 256 << 10  # bytes gathered per numpy call
-_FIXED_KINDS = ("scalar", "int")
 
 
 @dataclass(frozen=True)
@@ -216,27 +215,28 @@ def plan_rows(
     for c in columns:
         enc = c.encoding
         js = [p.rows.reader._col[c.name] for p in chosen]
-        if enc.kind in _FIXED_KINDS or (enc.kind == "ndarray" and enc.shape is not None and enc.dtype is not None):
+        packing = enc.family.packing(enc)
+        if packing == "fixed":
             width = chosen[0].rows.reader._sizes[js[0]]  # (every shard has the same columns)
             if width is None:
                 return None
             dtype = enc.dtype.newbyteorder("=")  # type: ignore[union-attr]
-            shape = tuple(enc.shape) if enc.kind == "ndarray" else ()  # type: ignore[arg-type]
+            shape = tuple(enc.shape) if enc.shape is not None else ()
             starts = [p.rows.order(p.rows.col_starts[:, j]) for p, j in zip(chosen, js)]
             sources.append(_Source(ColumnSlot(c.name, place(dtype, (n, *shape))), starts, width))
-        elif enc.kind == "ndarray":
+        elif packing == "ndarray":
             source = _plan_ndarray(chosen, js, c, n, place)
             if source is None:
                 return None
             sources.append(source)
-        elif enc.kind in ("str", "bytes"):
+        elif packing in ("text", "bytes"):
             lengths = np.empty(n, _I64)
             starts = []
             for p, j in zip(chosen, js):
                 p.scatter(lengths, p.rows.order(p.rows.sizes[:, j]))
                 starts.append(p.rows.order(p.rows.col_starts[:, j]))
             data = place(np.dtype(np.uint8), (int(lengths.sum()),))
-            slot = ColumnSlot(c.name, data, place(np.dtype(_I64), (n + 1,)), enc.kind == "str")
+            slot = ColumnSlot(c.name, data, place(np.dtype(_I64), (n + 1,)), packing == "text")
             sources.append(_Source(slot, starts, None, lengths, js))
         else:
             return None

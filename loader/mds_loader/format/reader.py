@@ -474,7 +474,7 @@ class ShardRows:
         enc = c.encoding
         if reader._sizes[j] is not None:
             arr = decode_fixed(self.fixed(j), enc, c.natural_type)
-        elif enc.kind == "ndarray":
+        elif enc.dynamic_ndarray:
             arr = self._ndarray(j, c)
         else:
             arr = decode_var(self.take(self.col_starts[:, j], self.sizes[:, j]), enc, c.natural_type, c.name, self.request_name)
@@ -500,7 +500,7 @@ class ShardRows:
 def first_sample_ndarray_infos(reader: ShardReader) -> dict[str, NdarrayInfo]:
     """Dtype and depth of each dynamic ``ndarray`` column in the shard's first sample (§4)."""
     infos = {}
-    dynamic = [n for n, e in zip(reader.column_names, reader.encodings) if e.kind == "ndarray" and e.shape is None]
+    dynamic = [n for n, e in zip(reader.column_names, reader.encodings) if e.dynamic_ndarray]
     if not dynamic:
         return infos
     sample = reader.get_sample(0, dynamic)

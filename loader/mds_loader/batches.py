@@ -42,9 +42,7 @@ BATCH_FORMATS = ("torch", "numpy", "arrow", "polars")
 def collatable(encoding: Encoding) -> bool:
     """Whether a column's values collate to a tensor or a list that the batch path can build
     (numbers, ``str``, ``bytes``, ndarrays of one dtype: the encoding family says)."""
-    if encoding.kind == "ndarray":
-        return encoding.dtype is not None
-    return encoding.family.collates
+    return encoding.family.collatable(encoding)
 
 
 class TextColumn:

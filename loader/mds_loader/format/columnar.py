@@ -144,45 +144,41 @@ def _valid(arr: pa.Array) -> np.ndarray | None:
 # ---------------------------------------------------------------------------- storage forms
 
 
-def _storage(arr: pa.Array, plan: FieldPlan) -> pa.Array:
-    """Converts an Arrow column to the form its encoding stores: dictionaries and views decoded,
-    booleans as uint8, dates as int32 days, timestamps and durations as int64 microseconds,
-    decimals (and uint64 decimals) as plain strings for ``str_decimal``."""
+def plain_arrow(arr: pa.Array) -> pa.Array:
+    """An Arrow column with dictionaries decoded and views, fixed-size binaries and list views as
+    their plain types (what every encoding is written from)."""
     t = arr.type
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type
     if pa.types.is_string_view(t):
-        arr = arr.cast(pa.large_string())
-    elif pa.types.is_binary_view(t):
-        arr = arr.cast(pa.large_binary())
-    elif pa.types.is_fixed_size_binary(t):
-        arr = arr.cast(pa.binary())
-    elif pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
-        arr = arr.cast(pa.large_list(t.value_field))
-    kind = plan.encoding.kind
-    if kind == "json":
-        return arr
+        return arr.cast(pa.large_string())
+    if pa.types.is_binary_view(t):
+        return arr.cast(pa.large_binary())
+    if pa.types.is_fixed_size_binary(t):
+        return arr.cast(pa.binary())
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return arr.cast(pa.large_list(t.value_field))
+    return arr
+
+
+def temporal_numbers(arr: pa.Array, column: str) -> pa.Array:
+    """Dates as int32 days, timestamps and durations as int64 microseconds (docs/format.md §2);
+    other columns unchanged."""
     t = arr.type
-    if pa.types.is_boolean(t) and kind in ("scalar", "int"):
-        return arr.cast(pa.uint8())
     if pa.types.is_date64(t):
-        arr = _cast(arr, pa.date32(), plan.name)
+        arr = cast_exact(arr, pa.date32(), column)
         t = arr.type
     if pa.types.is_date32(t):
         return arr.cast(pa.int32())
     if pa.types.is_timestamp(t):
-        return _cast(arr, pa.timestamp("us", t.tz), plan.name).cast(pa.int64())
+        return cast_exact(arr, pa.timestamp("us", t.tz), column).cast(pa.int64())
     if pa.types.is_duration(t):
-        return _cast(arr, pa.duration("us"), plan.name).cast(pa.int64())
-    if kind == "str_decimal" and pa.types.is_decimal(t):
-        return _plain_decimal_text(arr)
-    if kind == "str_decimal" and pa.types.is_integer(t):
-        return arr.cast(pa.string())
+        return cast_exact(arr, pa.duration("us"), column).cast(pa.int64())
     return arr
 
 
-def _plain_decimal_text(arr: pa.Array) -> pa.Array:
+def plain_decimal_text(arr: pa.Array) -> pa.Array:
     """Decimals as plain-notation text with exactly ``scale`` fraction digits (``-12.50``,
     ``0.000000000000000001``), as docs/format.md and the JVM source store them. Arrow's cast is
     plain except below 1e-6 (``1E-18``); those few values are rewritten."""
@@ -196,7 +192,7 @@ def _plain_decimal_text(arr: pa.Array) -> pa.Array:
     return text
 
 
-def _cast(arr: pa.Array, target: pa.DataType, column: str) -> pa.Array:
+def cast_exact(arr: pa.Array, target: pa.DataType, column: str) -> pa.Array:
     try:
         return pc.cast(arr, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -248,7 +244,8 @@ def encode_column(arr: pa.Array, plan: FieldPlan) -> EncodedColumn:
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    return plan.encoding.family.encode_column(_storage(arr, plan), plan)
+    family = plan.encoding.family
+    return family.encode_column(family.stored_form(plain_arrow(arr), plan), plan)
 
 
 def check_magic(arr: pa.Array, kind: str, column: str) -> None:
@@ -334,7 +331,7 @@ def _list_levels(arr: pa.Array, depth: int, column: str, text: str) -> tuple[pa.
 
 def encode_ndarray(arr: pa.Array, enc: Encoding, column: str) -> EncodedColumn:
     n = len(arr)
-    depth = _list_depth(arr.type)
+    depth = list_depth(arr.type)
     if depth == 0:
         raise MDSSchemaError(f"column {column!r}: {enc.text!r} needs a list column, got {arr.type}")
     leaf, shapes = _list_levels(arr, depth, column, enc.text)
@@ -404,7 +401,7 @@ def _static_ndarray(values: np.ndarray, shapes: np.ndarray, counts: np.ndarray, 
     return fixed_piece(values.reshape(n, size))
 
 
-def _list_depth(t: pa.DataType) -> int:
+def list_depth(t: pa.DataType) -> int:
     depth = 0
     while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         depth += 1
@@ -520,7 +517,7 @@ def json_dumps_values(arr: pa.Array, logical: LogicalType, column: str) -> list[
         return texts
     normalized = _json_temporal_target(arr.type, ints=False)  # microseconds, days
     if normalized != arr.type:
-        arr = _cast(arr, normalized, column)
+        arr = cast_exact(arr, normalized, column)
     ints = _json_temporal_target(arr.type, ints=True)
     if ints != arr.type:
         arr = arr.cast(ints)
@@ -801,14 +798,9 @@ def to_logical(arr: pa.Array, enc: Encoding, logical: LogicalType, target: pa.Da
     of its logical type when they differ (booleans, dates, timestamps, decimals, json, ...)."""
     if arr.type == target:
         return arr
-    if enc.kind == "json" and type_kind(logical) != "string":
-        return json_loads_values(arr, logical, target, column)
-    if enc.kind == "ndarray" and enc.shape is not None and len(enc.shape) > 1 and _list_depth(target) == 1:
-        # a 1-d logical array stored with a static n-d shape (§2): one flat list per row
-        leaf = arr
-        for _ in enc.shape:
-            leaf = leaf.flatten()
-        arr = pa.FixedSizeListArray.from_arrays(leaf, math.prod(enc.shape))
+    arr = enc.family.before_logical_cast(arr, enc, logical, target, column)
+    if arr.type == target:
+        return arr
     try:  # Arrow's casts: integers to booleans (non-zero), dates, timestamps, durations; text to decimals
         return pc.cast(arr, target, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from ..errors import MDSFormatError, MDSSchemaError
 from . import columnar as col
+from .schema import type_kind
 from .encodings import (
     NDARRAY_CODE_DTYPES,
     NDARRAY_DTYPE_CODES,
@@ -63,6 +64,10 @@ class Family:
     #: column that the whole-batch path can build (:func:`mds_loader.batches.collatable`).
     collates: bool = False
 
+    def collatable(self, enc: Encoding) -> bool:
+        """:attr:`collates`, for this encoding of the family."""
+        return self.collates
+
     def packing(self, enc: Encoding) -> str | None:
         """How the packed-batch path copies a column straight from the shards
         (:mod:`mds_loader.format.gather`): ``"fixed"`` (fixed-size values), ``"ndarray"`` (a
@@ -90,6 +95,16 @@ class Family:
             MDSSchemaError: a value does not fit the encoding (naming the column and the value).
         """
         raise NotImplementedError
+
+    def stored_form(self, arr: pa.Array, plan: col.FieldPlan) -> pa.Array:
+        """A (plain) Arrow column in the form this family stores: by default dates, timestamps and
+        durations as numbers (docs/format.md §2)."""
+        return col.temporal_numbers(arr, plan.name)
+
+    def before_logical_cast(self, arr: pa.Array, enc: Encoding, logical: Any, target: pa.DataType, column: str) -> pa.Array:
+        """A column read in its natural type, made ready for Arrow's cast to the logical type's
+        ``target`` (or already converted to it); by default unchanged."""
+        return arr
 
     def decode_column(self, payloads: pa.Array, enc: Encoding, arrow_type: pa.DataType, column: str,
                       row_name: Callable[[int], str]) -> pa.Array:  # fmt: skip
@@ -136,6 +151,11 @@ class _Scalar(Family):
 
     def packing(self, enc: Encoding) -> str | None:
         return "fixed"
+
+    def stored_form(self, arr: pa.Array, plan: col.FieldPlan) -> pa.Array:
+        if pa.types.is_boolean(arr.type):
+            return arr.cast(pa.uint8())
+        return col.temporal_numbers(arr, plan.name)
 
     def natural_logical(self, enc: Encoding, sample: Any = None) -> Any:
         return _SCALAR_LOGICAL[enc.dtype.name]  # type: ignore[union-attr]
@@ -239,6 +259,14 @@ class _StrDecimal(Family):
     kind = "str_decimal"
     logical, arrow = "string", pa.string()  # the exact text
 
+    def stored_form(self, arr: pa.Array, plan: col.FieldPlan) -> pa.Array:
+        arr = col.temporal_numbers(arr, plan.name)
+        if pa.types.is_decimal(arr.type):
+            return col.plain_decimal_text(arr)
+        if pa.types.is_integer(arr.type):
+            return arr.cast(pa.string())
+        return arr
+
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if not isinstance(value, Decimal):
             raise MDSSchemaError(f"'str_decimal' needs a decimal.Decimal, got {type(value).__name__}")
@@ -260,6 +288,14 @@ class _StrDecimal(Family):
 class _Json(Family):
     kind = "json"
     logical, arrow = "string", pa.string()  # the JSON text
+
+    def stored_form(self, arr: pa.Array, plan: col.FieldPlan) -> pa.Array:
+        return arr  # (the values' JSON is made from their own types)
+
+    def before_logical_cast(self, arr: pa.Array, enc: Encoding, logical: Any, target: pa.DataType, column: str) -> pa.Array:
+        if type_kind(logical) != "string":
+            return col.json_loads_values(arr, logical, target, column)
+        return arr
     takes_none = True
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
@@ -355,10 +391,22 @@ class _Ndarray(Family):
 
     kind = "ndarray"
 
+    def collatable(self, enc: Encoding) -> bool:
+        return enc.dtype is not None  # (one tensor needs one dtype)
+
     def packing(self, enc: Encoding) -> str | None:
         if enc.shape is None:
             return "ndarray"
         return "fixed" if enc.dtype is not None else None
+
+    def before_logical_cast(self, arr: pa.Array, enc: Encoding, logical: Any, target: pa.DataType, column: str) -> pa.Array:
+        if enc.shape is not None and len(enc.shape) > 1 and col.list_depth(target) == 1:
+            # a 1-d logical array stored with a static n-d shape (§2): one flat list per row
+            leaf = arr
+            for _ in enc.shape:
+                leaf = leaf.flatten()
+            return pa.FixedSizeListArray.from_arrays(leaf, math.prod(enc.shape))
+        return arr
 
     @staticmethod
     def dtype_ndim(enc: Encoding, sample: Any = None) -> tuple[str, int]:

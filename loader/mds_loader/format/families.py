@@ -68,12 +68,15 @@ class Family:
         """:attr:`collates`, for this encoding of the family."""
         return self.collates
 
+    #: How the packed-batch path copies the family's columns (see :meth:`packing`).
+    packed: str | None = None
+
     def packing(self, enc: Encoding) -> str | None:
         """How the packed-batch path copies a column straight from the shards
         (:mod:`mds_loader.format.gather`): ``"fixed"`` (fixed-size values), ``"ndarray"`` (a
         dynamic-shape array), ``"text"`` / ``"bytes"`` (UTF-8 or binary payloads), or None when
         the column must be decoded through Arrow."""
-        return None
+        return self.packed
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         """The payload of a (non-None, not pre-encoded) value."""
@@ -125,10 +128,7 @@ class Family:
 class _Str(Family):
     kind = "str"
     logical, arrow = "string", pa.string()
-    collates = True
-
-    def packing(self, enc: Encoding) -> str | None:
-        return "text"
+    collates, packed = True, "text"
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if not isinstance(value, str):
@@ -147,10 +147,7 @@ class _Str(Family):
 
 class _Scalar(Family):
     kind = "scalar"
-    collates = True
-
-    def packing(self, enc: Encoding) -> str | None:
-        return "fixed"
+    collates, packed = True, "fixed"
 
     def stored_form(self, arr: pa.Array, plan: col.FieldPlan) -> pa.Array:
         if pa.types.is_boolean(arr.type):
@@ -193,10 +190,7 @@ class _Int(_Scalar):
 class _Bytes(Family):
     kind = "bytes"
     logical, arrow = "binary", pa.binary()
-    collates = True
-
-    def packing(self, enc: Encoding) -> str | None:
-        return "bytes"
+    collates, packed = True, "bytes"
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         if isinstance(value, (bytearray, memoryview)):
@@ -319,10 +313,7 @@ class _Pkl(_Bytes):
     kind = "pkl"
     takes_none = True
     unsafe = True
-    collates = False
-
-    def packing(self, enc: Encoding) -> str | None:
-        return None
+    collates, packed = False, None
 
     def encode(self, enc: Encoding, value: Any) -> bytes:
         return pickle.dumps(value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from cli_support import MDS, call, run_mds
@@ -18,6 +21,12 @@ def test_console_script_help_and_version():
     assert "Exit status: 0 success, 1 invalid dataset or data error, 2 usage error" in proc.stdout.replace("\n", " ")
     proc = run_mds("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("mds (mds-loader) ")
+
+
+def test_python_dash_m_runs_the_same_program():
+    """``python -m mds_loader.cli`` where the console script is not on the PATH."""
+    proc = subprocess.run([sys.executable, "-m", "mds_loader.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("mds (mds-loader) "), proc.stderr
 
 
 @pytest.mark.parametrize("command", ["inspect", "validate", "head", "convert", "vacuum"])

@@ -22,6 +22,9 @@ from .shard_files import ShardFiles, check_hash, read_local
 __all__ = ["MDSDataset", "ndarray_infos", "open_dataset", "read_table"]
 
 _I64 = np.int64
+#: Decompressed shards an :class:`MDSDataset` keeps in memory at most (least recently used go
+#: first): random access over a compressed dataset decompresses each shard about once.
+MEMORY_BUDGET = 1 << 30
 
 
 class MDSDataset:
@@ -33,7 +36,8 @@ class MDSDataset:
         validate_hash: a hash algorithm (e.g. ``"xxh64"``) to verify each shard's stored file with
             before it is used.
         allow_unsafe_types: whether ``pkl`` columns may be unpickled by :meth:`get_sample`.
-        max_open_shards: how many shards to keep open (memory-mapped or in memory) at once.
+        max_open_shards: how many shards to keep open at once (memory-mapped, or in memory up to
+            :data:`MEMORY_BUDGET` bytes of decompressed shards).
         filesystem: an fsspec file system to reach ``path`` with (as pyarrow's ``filesystem=``).
         storage_options: fsspec options for a URL (credentials, endpoint, ...).
 
@@ -49,7 +53,7 @@ class MDSDataset:
         *,
         validate_hash: str | None = None,
         allow_unsafe_types: bool = False,
-        max_open_shards: int = 16,
+        max_open_shards: int = 64,
         filesystem: Any = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -130,10 +134,14 @@ class MDSDataset:
         reader = self.files.open(self.shards[k], schema=self.read_schema, allow_unsafe_types=self.allow_unsafe_types)
         with self._lock:
             self._readers[k] = reader
-            while len(self._readers) > self.max_open_shards:
+            while len(self._readers) > 1 and (len(self._readers) > self.max_open_shards or self._memory() > MEMORY_BUDGET):
                 _, old = self._readers.popitem(last=False)
                 old.close()
         return reader
+
+    def _memory(self) -> int:
+        """Bytes of the open shards held in memory (mapped ones are the page cache's)."""
+        return sum(self.shards[k].raw_data.bytes for k, r in self._readers.items() if r.in_memory)
 
     # ------------------------------------------------------------------ schema
 

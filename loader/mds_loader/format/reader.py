@@ -246,6 +246,11 @@ class ShardReader:
     # ------------------------------------------------------------------ basics
 
     @property
+    def in_memory(self) -> bool:
+        """Whether the shard is held in memory (decompressed or downloaded), not memory-mapped."""
+        return self._mmap is None
+
+    @property
     def num_samples(self) -> int:
         """Number of samples in the shard."""
         return len(self._offsets) - 1

@@ -204,3 +204,18 @@ def referenced(path: str) -> set[str]:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
     _serve(json.loads(sys.argv[2]))
+
+
+def raw_shard(path: str, entry: dict) -> bytes:
+    """The raw (decompressed) content of a shard whose index entry (JSON) is ``entry``."""
+    from mds_loader.format import get_codec
+
+    stored = (Path(path) / (entry["zip_data"] or entry["raw_data"])["basename"]).read_bytes()
+    return stored if entry["zip_data"] is None else get_codec(entry["compression"]).decompress(stored)
+
+
+def without_names(entry: dict) -> dict:
+    """A shard entry (JSON) without its file names: what must agree between two writers."""
+    e = {k: v for k, v in entry.items() if k not in ("raw_data", "zip_data")}
+    e["raw"] = {k: v for k, v in entry["raw_data"].items() if k != "basename"}
+    return e

@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from fallback_support import SparkProcess, files, read_index
-from mds_loader.format import get_codec, write_table
+from fallback_support import SparkProcess, files, raw_shard, read_index, without_names
+from mds_loader.format import write_table
 from spark_mds.fallback.compat import HAS_PYTHON_DATA_SOURCE
 from support import copy_reference_dataset
 
@@ -42,17 +42,6 @@ def test_engine_auto_takes_map_in_arrow_without_a_source(spark, tmp_path):
         assert res["registered_plan_arrow"] is False  # the registered Python data source serves format("mds")
 
 
-def _raw(path: str, entry: dict) -> bytes:
-    stored = (Path(path) / (entry["zip_data"] or entry["raw_data"])["basename"]).read_bytes()
-    return stored if entry["zip_data"] is None else get_codec(entry["compression"]).decompress(stored)
-
-
-def _without_names(entry: dict) -> dict:
-    e = {k: v for k, v in entry.items() if k not in ("raw_data", "zip_data")}
-    e["raw"] = {k: v for k, v in entry["raw_data"].items() if k != "basename"}
-    return e
-
-
 def test_roundtrip_every_type(spark, tmp_path):
     out = str(tmp_path / "ds")
     res = spark.call("roundtrip", out=out)
@@ -65,16 +54,16 @@ def test_roundtrip_every_type(spark, tmp_path):
     names = [s["raw_data"]["basename"].split(".") for s in res["index"]["shards"]]
     assert [n[2] for n in names] == ["00000", "00001"] and len({n[1] for n in names}) == 1  # shard.J.ppppp.a.sssss
     assert res["partitions"] == 1  # small shards grouped, as the source does
-    assert [_without_names(s) for s in res["large"]["shards"]] == [_without_names(s) for s in res["index"]["shards"]]
+    assert [without_names(s) for s in res["large"]["shards"]] == [without_names(s) for s in res["index"]["shards"]]
     utc = dt.datetime(2024, 3, 10, 9, 30, tzinfo=dt.timezone.utc)  # 01:30 in Los Angeles
     assert res["tz"] == {"ts": int(utc.timestamp()) * 10**6,
                          "ntz": int(dt.datetime(2024, 3, 10, 1, 30, tzinfo=dt.timezone.utc).timestamp()) * 10**6}  # fmt: skip
     if HAS_PYTHON_DATA_SOURCE:  # the Python data source wrote the same DataFrame: the same index and shard bytes
         other = read_index(res["python_data_source"])
         assert other["spark_mds"] == res["index"]["spark_mds"]
-        assert [_without_names(s) for s in other["shards"]] == [_without_names(s) for s in res["index"]["shards"]]
+        assert [without_names(s) for s in other["shards"]] == [without_names(s) for s in res["index"]["shards"]]
         for a, b in zip(res["index"]["shards"], other["shards"]):
-            assert _raw(out, a) == _raw(res["python_data_source"], b)
+            assert raw_shard(out, a) == raw_shard(res["python_data_source"], b)
 
 
 def test_every_save_mode(spark, tmp_path):

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fallback_support import SparkProcess, files, read_index
-from mds_loader.format import get_codec
+from fallback_support import SparkProcess, files, raw_shard, read_index, without_names
 from support import require_jar
 
 pytestmark = pytest.mark.spark
@@ -31,17 +30,6 @@ def test_registration_reports_the_jvm_source(both):
     assert both.call("register_again") == {"mds": False, "mds_py": True}  # DATA_SOURCE_ALREADY_EXISTS -> False
 
 
-def _raw(path: str, entry: dict) -> bytes:
-    stored = (Path(path) / (entry["zip_data"] or entry["raw_data"])["basename"]).read_bytes()
-    return stored if entry["zip_data"] is None else get_codec(entry["compression"]).decompress(stored)
-
-
-def _strip_names(entry: dict) -> dict:
-    e = {k: v for k, v in entry.items() if k not in ("raw_data", "zip_data")}
-    e["raw"] = {k: v for k, v in entry["raw_data"].items() if k != "basename"}
-    return e
-
-
 def test_same_dataframe_same_dataset(both, tmp_path):
     written = both.call("jvm_and_fallback_write", out=str(tmp_path))
     for name, pair in written.items():
@@ -51,8 +39,8 @@ def test_same_dataframe_same_dataset(both, tmp_path):
         assert len(jvm["shards"]) == len(py["shards"]), name
         for a, b in zip(jvm["shards"], py["shards"]):
             # everything but the (job-unique) file names is identical: columns, encodings, sizes, hashes
-            assert _strip_names(a) == _strip_names(b), name
-            assert _raw(pair["mds"], a) == _raw(pair["mds_py"], b), name
+            assert without_names(a) == without_names(b), name
+            assert raw_shard(pair["mds"], a) == raw_shard(pair["mds_py"], b), name
             # file names: shard.<job>.<partition>.<taskAttemptId>.<seq>.mds[.ext] in both
             for e in (a, b):
                 parts = e["raw_data"]["basename"].split(".")

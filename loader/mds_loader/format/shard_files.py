@@ -208,14 +208,7 @@ class ShardFiles:
                 return ShardReader(raw_copy, entry, schema=schema, allow_unsafe_types=allow_unsafe_types)
             data = read_local(raw_copy, entry.raw_data, self.validate_hash)
             return ShardReader.from_bytes(data, entry, source=raw_copy, schema=schema, allow_unsafe_types=allow_unsafe_types)
-        if entry.zip_data is None and self.root is not None:
-            path = self.local_file(entry.raw_data.basename)
-            assert path is not None
-            size = _local_size(path)
-            if size is None:
-                raise missing(path)
-            check_size(size, entry.raw_data, path)  # raises: the size differs (else _raw_copy had it)
-        data = self.raw_bytes(entry)
+        data = self.raw_bytes(entry)  # (a local raw file of the wrong size or missing fails here, named)
         stored = entry.zip_data or entry.raw_data
         return ShardReader.from_bytes(data, entry, source=self.where(stored.basename), schema=schema,
                                       allow_unsafe_types=allow_unsafe_types)

@@ -32,7 +32,7 @@ from typing import Any
 
 from .fallback.compat import error_condition, session_parallelism
 from .fallback.dataset import read_index
-from .fallback.options import WriteOptions
+from .fallback.options import parse_storage_options
 from .fallback.reader import MdsReader, default_parallelism, infer_schema
 from .fallback.storage import open_store
 from .fallback.writer import MdsArrowWriter, plan_write
@@ -89,7 +89,7 @@ def write(df: Any, path: str, mode: str, options: dict[str, str]) -> None:
         MDSConfigError, MDSSchemaError, MDSEncodingError: before any task runs.
     """
     if mode in ("errorifexists", "ignore"):
-        store = open_store(path, WriteOptions.parse(options).storage_options)
+        store = open_store(path, parse_storage_options(options))
         if read_index(store).exists:
             if mode == "errorifexists":
                 raise _exists_error(store.location)

@@ -234,11 +234,6 @@ def _interleave_column(cols: list[pa.Array], positions: Sequence[np.ndarray], n:
     return pa.concat_arrays(cols).take(pa.array(inverse))
 
 
-def _rows_as_arrays(arr: pa.Array) -> list[np.ndarray]:
-    """One numpy array per row of a nested list array (for error messages of ragged rows)."""
-    return [np.asarray(v, dtype=object) if v is not None else None for v in arr.to_pylist()]
-
-
 def to_torch(batch: pa.RecordBatch, columns: Sequence[ReadColumn]) -> dict[str, Any]:
     """``default_collate`` of the batch's samples, built column by column (``str`` and ``bytes``
     columns as :class:`TextColumn`: a slice of the result is the collated batch).

@@ -99,12 +99,6 @@ class RunState:
             state["resume"] = obj
             self._write(state)
 
-    def set_resolved(self, resolved: dict[str, Any]) -> None:
-        with self._locked():
-            state = self._read()
-            state["resolved"] = resolved
-            self._write(state)
-
     def begin(self, key: str, worker: int,
               decide: Callable[[int, dict[str, Any] | None, dict[str, Any] | None], tuple[int, int, dict[str, Any]]]
               ) -> tuple[int, int, dict[str, Any]]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -383,17 +382,6 @@ class RemoteStore:
             raise _local_error(e, dest, source) from e
         return size
 
-    def upload(self, local_file: str, relpath: str) -> None:
-        """Copies a local file to the remote file `relpath` (one PUT, or a multipart upload that
-        becomes visible at once, on object stores)."""
-        path = self._path(relpath)
-        if self.is_local_fs:  # a directory: copy through a temporary name, as for downloads
-            self._attempts(f"copying {local_file} to {join_url(self.url, relpath)}",
-                           lambda cancel: write_file_atomic(path, lambda out: _copy_into(local_file, out)))
-            return
-        self._attempts(f"uploading {local_file} to {join_url(self.url, relpath)}",
-                       lambda cancel: self.fs.put_file(local_file, path))
-
     def write_bytes(self, relpath: str, data: bytes) -> None:
         """Writes the remote file `relpath` so that readers see the old content or the new one,
         never a partial file: one PUT on object stores, a temporary file and a rename in a local
@@ -495,11 +483,6 @@ def open_storage(path: str | os.PathLike, storage_options: Mapping[str, Any] | N
     if is_local_path(path):
         return LocalStorage(path)
     return RemoteStore(os.fspath(path), retry=retry, timeout=timeout, storage_options=dict(storage_options or {}))
-
-
-def _copy_into(local_file: str, out: Any) -> None:
-    with open(local_file, "rb") as f:
-        shutil.copyfileobj(f, out, _CHUNK)
 
 
 def _with_timeout(fn: Callable[[threading.Event], T], timeout: float | None, what: str,

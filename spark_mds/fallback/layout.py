@@ -35,7 +35,7 @@ from pyspark.sql.types import (
 )
 
 from mds_loader.errors import MDSConfigError, MDSEncodingError, MDSSchemaError
-from mds_loader.format import Encoding, Index, parse_encoding
+from mds_loader.format import Encoding, Index, WriteOptions, parse_encoding
 from mds_loader.format.schema import (
     NULL_MASK,
     SPARK_MDS_VERSION,
@@ -48,7 +48,7 @@ from mds_loader.format.schema import (
     type_kind,
 )
 
-from .options import WriteOptions, resolve_encodings
+from .options import resolve_encodings
 
 __all__ = [
     "type_sql",

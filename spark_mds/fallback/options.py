@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mds_loader.errors import MDSConfigError
-from mds_loader.format import get_codec, is_hash
+from mds_loader.format import WriteOptions, get_codec, is_hash
 from mds_loader.format.sizes import parse_byte_size
+from mds_loader.format.write_options import DEFAULT_SIZE_LIMIT
 
 __all__ = [
     "DEFAULT_COMPRESSION",
     "DEFAULT_SIZE_LIMIT",
     "DEFAULT_MAX_PARTITION_BYTES",
-    "WriteOptions",
+    "parse_write_options",
     "ReadOptions",
     "parse_size",
     "dataset_path",
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 DEFAULT_COMPRESSION = "zstd"
-DEFAULT_SIZE_LIMIT = 1 << 26
 DEFAULT_MAX_PARTITION_BYTES = 128 << 20
 
 _ENCODING_PREFIX = "encoding."
@@ -203,50 +203,30 @@ def dataset_path(options: Mapping[str, str]) -> str:
     return path
 
 
-@dataclass(frozen=True)
-class WriteOptions:
-    """Validated write options.
+def parse_write_options(options: Mapping[str, str]) -> WriteOptions:
+    """The options of a write (``compression``, ``hashes``, ``size_limit``, ``nulls``,
+    ``encoding.<column>``, ``storage.*``/``storage_options``) as the format core's
+    :class:`~mds_loader.format.WriteOptions`; ``encodings`` are keyed by the column as the option
+    named it (lower-cased by Spark for Python sources).
 
-    Attributes:
-        compression: compression name, or None.
-        hashes: hash algorithms, sorted and distinct.
-        size_limit: raw shard size limit in bytes, or None for no limit.
-        nulls: ``"mask"`` or ``"error"``.
-        encodings: ``encoding.<column>`` overrides, keyed by the column as the option named it
-            (lower-cased by Spark for Python sources).
-        storage_options: fsspec options of a remote path (:func:`parse_storage_options`); not shown in
-            the repr, as they may hold credentials.
+    Raises:
+        MDSConfigError: an invalid option value, naming the option and the allowed values.
     """
-
-    compression: str | None = DEFAULT_COMPRESSION
-    hashes: list[str] = field(default_factory=list)
-    size_limit: int | None = DEFAULT_SIZE_LIMIT
-    nulls: str = "mask"
-    encodings: dict[str, str] = field(default_factory=dict)
-    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def parse(cls, options: Mapping[str, str]) -> WriteOptions:
-        """Parses the options of a write.
-
-        Raises:
-            MDSConfigError: an invalid option value, naming the option and the allowed values.
-        """
-        size = _get(options, "size_limit")
-        nulls = (_get(options, "nulls") or "mask").strip().lower()
-        if nulls not in ("mask", "error"):
-            raise MDSConfigError(f"option nulls='{nulls}' is invalid; allowed values: mask (default), error")
-        encodings = {
-            k[len(_ENCODING_PREFIX):]: str(v).strip() for k, v in options.items() if k.lower().startswith(_ENCODING_PREFIX)
-        }
-        return cls(
-            compression=_parse_compression(_get(options, "compression")),
-            hashes=_parse_hashes(_get(options, "hashes")),
-            size_limit=DEFAULT_SIZE_LIMIT if size is None else parse_size(size),
-            nulls=nulls,
-            encodings=encodings,
-            storage_options=parse_storage_options(options),
-        )
+    size = _get(options, "size_limit")
+    nulls = (_get(options, "nulls") or "mask").strip().lower()
+    if nulls not in ("mask", "error"):
+        raise MDSConfigError(f"option nulls='{nulls}' is invalid; allowed values: mask (default), error")
+    encodings = {
+        k[len(_ENCODING_PREFIX):]: str(v).strip() for k, v in options.items() if k.lower().startswith(_ENCODING_PREFIX)
+    }
+    return WriteOptions(
+        compression=_parse_compression(_get(options, "compression")),
+        hashes=_parse_hashes(_get(options, "hashes")),
+        size_limit=DEFAULT_SIZE_LIMIT if size is None else parse_size(size),
+        nulls=nulls,
+        encodings=encodings,
+        storage_options=parse_storage_options(options),
+    )
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,20 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 from pyspark.sql.types import StructType
 
 from mds_loader.errors import MDSError, MDSSchemaError
-from mds_loader.format import TableWriter
+from mds_loader.format import TableWriter, WriteOptions
 from mds_loader.format.write_jobs import job_marker, job_prefix, new_job_id, temp_index
 from mds_loader.storage import Storage
 
 from .compat import DataSourceArrowWriter, WriterCommitMessage
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
-from .options import WriteOptions
+from .options import parse_write_options
 from .storage import open_store
 
 __all__ = [
@@ -76,7 +76,8 @@ class WritePlan:
         job_id: this job's id, in every file name it writes.
         overwrite: replace the dataset (else append, or create).
         layout: columns, encodings, null mask, logical schema.
-        options: compression, hashes, size limit, storage options of a remote location.
+        options: compression, hashes, size limit, storage options of a remote location, and the
+            layout's encodings and null handling.
         start_digest: SHA-256 of ``index.json`` when the job started (None: there was none).
     """
 
@@ -91,29 +92,13 @@ class WritePlan:
         """The dataset's store, opened anew in each process (driver, tasks, commit)."""
         return open_store(self.location, self.options.storage_options)
 
-    def table_writer(self, out: object, name_prefix: str, max_workers: int | None = None) -> TableWriter:
-        """The shard writer of one task (or, with ``max_workers=0``, a dry run that validates)."""
-        writer = TableWriter(
-            out,  # type: ignore[arg-type]
-            self.layout.arrow_schema,
-            columns=self.layout.encodings,
-            compression=self.options.compression,
-            hashes=self.options.hashes,
-            size_limit=self.options.size_limit,
-            nulls="mask" if self.layout.null_mask else "error",
-            name_prefix=name_prefix,
-            max_workers=max_workers,
-        )
-        return writer
+    def table_writer(self, out: object, name_prefix: str) -> TableWriter:
+        """The shard writer of one task."""
+        return TableWriter(out, self.layout.arrow_schema, self.options, name_prefix=name_prefix)  # type: ignore[arg-type]
 
 
 class _DryOutput:
-    root = ""
-
-    def write_file(self, basename: str, data: bytes) -> None:  # pragma: no cover - never called
-        raise AssertionError("dry run")
-
-    def write_index(self, text: str) -> None:  # pragma: no cover
+    def write_bytes(self, name: str, data: bytes) -> None:  # pragma: no cover - never called
         raise AssertionError("dry run")
 
 
@@ -127,7 +112,7 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
         MDSConfigError, MDSSchemaError, MDSEncodingError, MDSIndexError: before any task runs,
             naming the option, column or file.
     """
-    opts = WriteOptions.parse(options)
+    opts = parse_write_options(options)
     store = open_store(path, opts.storage_options)
     where = store.location
     snap = read_index(store)
@@ -139,8 +124,9 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
         layout = append_write_layout(index, old, schema, opts, where)
     else:
         layout = new_write_layout(schema, opts)
+    opts = replace(opts, encodings=layout.encodings, nulls="mask" if layout.null_mask else "error")
     plan = WritePlan(where, new_job_id(), overwrite, layout, opts, _digest(snap.data))
-    dry = plan.table_writer(_DryOutput(), "dry.", max_workers=0)
+    dry = TableWriter(_DryOutput(), layout.arrow_schema, replace(opts, max_workers=0), name_prefix="dry.")
     if dry.mds_columns != layout.mds_columns:  # the format core and this layout must agree
         raise MDSSchemaError(
             f"cannot write to {where}: the shard writer would store the columns {dry.mds_columns}, but the dataset needs "
@@ -177,15 +163,12 @@ class _RecordingOutput:
                 "partition): this attempt removed its files"
             )
 
-    def write_file(self, basename: str, data: bytes) -> None:
+    def write_bytes(self, basename: str, data: bytes) -> None:
         self._check_job()
         with self._lock:
             self.written.append(basename)
         self.store.write_bytes(basename, data)
         self._check_job()
-
-    def write_index(self, text: str) -> None:  # tasks never write the index
-        raise AssertionError("a write task must not write index.json")
 
 
 def _conform(batch: pa.RecordBatch, layout: WriteLayout, writer_schema: pa.Schema) -> pa.RecordBatch:

@@ -22,18 +22,18 @@ from mds_loader.format.write_jobs import job_marker
 from mds_loader.storage import is_local_path
 from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import new_write_layout, spark_arrow_schema
-from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_size, resolve_encodings
+from spark_mds.fallback.options import ReadOptions, parse_size, parse_write_options, resolve_encodings
 from spark_mds.fallback.reader import plan_partitions
 from spark_mds.fallback.storage import open_store
 from spark_mds.fallback.writer import ConcurrentWriteError, MdsCommitMessage, MdsArrowWriter, plan_write
-from mds_loader.format import parse_index
+from mds_loader.format import WriteOptions, parse_index
 
 # ---------------------------------------------------------------------------- options
 
 
 def test_write_option_defaults_match_the_jvm_source():
-    o = WriteOptions.parse({"path": "/x"})
-    assert (o.compression, o.hashes, o.size_limit, o.nulls, o.encodings) == ("zstd", [], 1 << 26, "mask", {})
+    o = parse_write_options({"path": "/x"})
+    assert (o.compression, o.hashes, o.size_limit, o.nulls, o.encodings) == ("zstd", (), 1 << 26, "mask", {})
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -47,22 +47,22 @@ def test_size_limit_parses_like_the_jvm(text, expected):
 @pytest.mark.parametrize("text", ["4gb", "abc", "-5", "1..5kb", "12 parsecs"])
 def test_bad_size_limits_name_the_option(text):
     with pytest.raises(MDSConfigError, match=r"option size_limit='.*' is invalid"):
-        WriteOptions.parse({"size_limit": text})
+        parse_write_options({"size_limit": text})
 
 
 def test_compression_hashes_nulls():
-    assert WriteOptions.parse({"compression": "none"}).compression is None
-    assert WriteOptions.parse({"compression": " zstd:7 "}).compression == "zstd:7"
-    assert WriteOptions.parse({"compression": "br"}).compression == "br"  # Python writes Brotli (the JVM cannot)
+    assert parse_write_options({"compression": "none"}).compression is None
+    assert parse_write_options({"compression": " zstd:7 "}).compression == "zstd:7"
+    assert parse_write_options({"compression": "br"}).compression == "br"  # Python writes Brotli (the JVM cannot)
     for bad in ("zstd:99", "lzma", "snappy:3"):
         with pytest.raises(MDSConfigError, match="invalid option compression"):
-            WriteOptions.parse({"compression": bad})
-    assert WriteOptions.parse({"hashes": "xxh64, sha1,,md5,sha1"}).hashes == ["md5", "sha1", "xxh64"]
+            parse_write_options({"compression": bad})
+    assert parse_write_options({"hashes": "xxh64, sha1,,md5,sha1"}).hashes == ("md5", "sha1", "xxh64")
     with pytest.raises(MDSConfigError, match="option hashes: unknown hash 'crc99'"):
-        WriteOptions.parse({"hashes": "sha1,crc99"})
-    assert WriteOptions.parse({"nulls": " ERROR "}).nulls == "error"
+        parse_write_options({"hashes": "sha1,crc99"})
+    assert parse_write_options({"nulls": " ERROR "}).nulls == "error"
     with pytest.raises(MDSConfigError, match="option nulls='maybe' is invalid; allowed values: mask"):
-        WriteOptions.parse({"nulls": "maybe"})
+        parse_write_options({"nulls": "maybe"})
 
 
 def test_read_options():
@@ -101,7 +101,7 @@ def test_paths():
 
 
 def _enc(t, **opts):
-    return new_write_layout(StructType([StructField("c", t)]), WriteOptions.parse(opts)).encodings["c"]
+    return new_write_layout(StructType([StructField("c", t)]), parse_write_options(opts)).encodings["c"]
 
 
 @pytest.mark.parametrize("t, enc", [

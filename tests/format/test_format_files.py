@@ -26,7 +26,7 @@ from mds_loader import (
 )
 from mds_loader.format import MDSDataset, ShardReader, compressions, get_codec, get_hash, hash_names, load_index, parse_index
 from mds_loader.format.hashing import check_hashes, verify_hash
-from mds_loader.format.index import dump_index, write_index
+from mds_loader.format.index import dump_index
 
 # ---------------------------------------------------------------------------- compression
 
@@ -103,8 +103,6 @@ def test_index_text_is_the_references(tmp_path: Path) -> None:
     assert dump_index([s.to_json() for s in index.shards]) == text
     assert text.startswith('{"shards": [{"column_encodings": ["str", "int32"], "column_names": ["s", "x"]')
     assert not any(name.startswith(".index") for name in os.listdir(out))  # the temp file is gone
-    write_index(out, "{}")
-    assert (out / "index.json").read_text() == "{}"
 
 
 def _mutate(obj: dict, path: list, value) -> dict:

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mds_loader import MDSConfigError, MDSEncodingError, MDSSchemaError, MDSWriter, write_table
-from mds_loader.format import MDSDataset, ShardSink, TableWriter, load_index
+from mds_loader.format import MDSDataset, ShardSink, TableWriter, WriteOptions, load_index, parse_encoding
 from mds_loader.format.shard import config_bytes, shard_config
-from mds_loader.format.writer import LocalOutput, parse_size_limit
+from mds_loader.format.write_options import parse_size_limit
 
 COLUMNS = {"id": "int64", "text": "str", "vec": "ndarray:float32"}
 
@@ -64,6 +64,23 @@ def test_invalid_arguments(tmp_path: Path, kwargs, error, message) -> None:
 )
 def test_size_limit(text, value) -> None:
     assert parse_size_limit(text) == value
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"hashes": ["xxh64", "sha1"]}, "sorted order"),
+    ({"hashes": ["crc99"]}, "unknown hash algorithm 'crc99'"),
+    ({"compression": "zstd:99"}, "invalid compression level"),
+    ({"size_limit": 0}, "size_limit must be a number of bytes"),
+    ({"size_limit": 1 << 32}, "size_limit must be a number of bytes"),
+    ({"nulls": "auto"}, "nulls must be 'mask' or 'error'"),
+    ({"max_workers": -1}, "max_workers must be 0 or more"),
+    ({"encodings": ["x"]}, "columns must map column names to encodings"),
+])  # fmt: skip
+def test_write_options_are_validated_once_when_built(options, message) -> None:
+    with pytest.raises(MDSConfigError, match=message):
+        WriteOptions(**options)
+    assert WriteOptions(hashes=["sha1", "xxh64"]).hashes == ("sha1", "xxh64")
+    assert "secret" not in repr(WriteOptions(storage_options={"key": "secret"}))
 
 
 def test_size_limit_is_stored_as_bytes(tmp_path: Path) -> None:
@@ -141,16 +158,11 @@ def reference_cut(sizes: list[int], limit: int | None, config_len: int) -> list[
 
 
 class _Discard:
-    root = ""
-
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
 
-    def write_file(self, basename: str, data: bytes) -> None:
-        self.files[basename] = data
-
-    def write_index(self, text: str) -> None:
-        pass
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.files[name] = data
 
 
 @settings(max_examples=60, deadline=None)
@@ -161,8 +173,7 @@ class _Discard:
 )
 def test_prop_cutting_matches_the_reference_rule(sizes: list[int], limit: int | None, chunks: list[int]) -> None:
     out = _Discard()
-    sink = ShardSink(out, column_names=["b"], column_encodings=["bytes"], column_sizes=[None], compression=None,
-                     hashes=[], size_limit=limit, max_workers=0)  # fmt: skip
+    sink = ShardSink(out, WriteOptions(compression=None, size_limit=limit, max_workers=0), [("b", parse_encoding("bytes"))])
     pos, k = 0, 0
     while pos < len(sizes):  # feed the samples in arbitrary chunks
         part = sizes[pos : pos + chunks[k % len(chunks)]]
@@ -201,7 +212,7 @@ def test_oversize_first_sample_makes_an_empty_shard(tmp_path: Path) -> None:
 def test_table_writer_names_and_entries(tmp_path: Path) -> None:
     """The Spark fallback's use: per-task file names, entries returned, no index.json."""
     table = pa.table({"x": pa.array(range(100), pa.int64()), "s": pa.array([str(i) * 20 for i in range(100)])})
-    writer = TableWriter(tmp_path, table.schema, compression="zstd", size_limit=1000, name_prefix="shard.0123456789ab.00007.3.")
+    writer = TableWriter(tmp_path, table.schema, WriteOptions(size_limit=1000), name_prefix="shard.0123456789ab.00007.3.")
     writer.write_batch(table.slice(0, 60))
     writer.write_batch(table.slice(60))
     entries = writer.finish()
@@ -216,7 +227,7 @@ def test_table_writer_names_and_entries(tmp_path: Path) -> None:
 
 def test_table_writer_output_protocol() -> None:
     out = _Discard()
-    writer = TableWriter(out, pa.schema([("x", pa.int32())]), compression=None)
+    writer = TableWriter(out, pa.schema([("x", pa.int32())]), WriteOptions(compression=None))
     writer.write_batch(pa.record_batch([pa.array([1, 2], pa.int32())], names=["x"]))
     assert [e["raw_data"]["basename"] for e in writer.finish()] == list(out.files) == ["shard.00000.mds"]
 
@@ -249,8 +260,3 @@ def test_write_table_and_mdswriter_write_the_same_bytes(tmp_path: Path) -> None:
     assert "spark_mds" in index_a
     del index_a["spark_mds"]
     assert json.dumps(index_a, sort_keys=True) == (b / "index.json").read_text()
-
-
-def test_local_output(tmp_path: Path) -> None:
-    # Remote outputs (URLs, (local, remote) pairs) are tested against an S3 server in tests/remote.
-    assert LocalOutput(tmp_path).root == str(tmp_path)

@@ -13,7 +13,6 @@ MemoryError. The cases are in hostile.py.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

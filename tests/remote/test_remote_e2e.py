@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,8 +81,9 @@ def test_train_iterate_through_cache_equals_local(s3, written, tmp_path, mode):
 
 
 def test_mdswriter_remote_out(s3, tmp_path):
-    """MDSWriter(out=URL) writes in a temporary directory, uploads, removes it; the dataset reads
-    back with the writer's values; keep_local with a (local, remote) pair keeps the files."""
+    """MDSWriter(out=URL) uploads each file as it is finished, with no local copy; the dataset reads
+    back with the writer's values; a (local, remote) pair keeps the files with keep_local, and
+    leaves no local directory without it."""
     bucket = s3.new_bucket("writer")
     columns = {"id": "int64", "text": "str", "vec": "ndarray:float32:4"}
     rng = np.random.default_rng(3)
@@ -95,7 +95,13 @@ def test_mdswriter_remote_out(s3, tmp_path):
         for sample in samples:
             writer.write(sample)
     assert writer.remote == url
-    assert not Path(writer.local).exists()  # keep_local=False: the temporary directory is gone
+    assert writer.local is None
+    scratch = tmp_path / "scratch"
+    with MDSWriter(out=(str(scratch), f"s3://{bucket}/writer/scratch"), columns=columns, compression="zstd",
+                   hashes=HASHES, size_limit=4096, storage_options=s3.storage_options) as writer:
+        for sample in samples:
+            writer.write(sample)
+    assert not scratch.exists()
 
     pair_local = tmp_path / "kept"
     pair_url = f"s3://{bucket}/writer/pair"
@@ -106,7 +112,7 @@ def test_mdswriter_remote_out(s3, tmp_path):
     kept = tree(pair_local)
     assert "index.json" in kept and len(kept) > 5
     assert _objects(s3, bucket, "writer/pair") == kept
-    assert _objects(s3, bucket, "writer/plain") == kept  # same samples, same bytes
+    assert _objects(s3, bucket, "writer/plain") == _objects(s3, bucket, "writer/scratch") == kept  # same bytes
 
     ds = StreamingDataset(remote=url, local=str(tmp_path / "cache"), storage_options=s3.storage_options,
                           validate_hash="xxh64", batch_size=50)
@@ -132,21 +138,21 @@ def test_remote_output_refuses_an_existing_dataset(s3, written, tmp_path):
 
 def test_index_is_uploaded_last(s3, tmp_path, monkeypatch):
     """A write that fails while uploading a shard publishes no index.json (readers never see a
-    half-uploaded dataset) and removes its temporary directory."""
+    half-uploaded dataset) and leaves no local file."""
     from mds_loader.storage import RemoteStore
 
     url = f"s3://{s3.new_bucket('fail')}/ds"
-    original = RemoteStore.upload
+    original = RemoteStore.write_bytes
     uploads = []
 
-    def failing(self, local_file, relpath):
+    def failing(self, relpath, data):
         uploads.append(relpath)
         if len(uploads) == 3:
             raise OSError(f"injected upload failure of {relpath}")
-        return original(self, local_file, relpath)
+        return original(self, relpath, data)
 
-    monkeypatch.setattr(RemoteStore, "upload", failing)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the local copy is written
+    monkeypatch.setattr(RemoteStore, "write_bytes", failing)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a temporary local copy would go
     with pytest.raises(OSError, match="injected upload failure"):
         write_table(make_table(2000), url, size_limit=SIZE_LIMIT, storage_options=s3.storage_options, max_workers=1)
     names = json.dumps(sorted(_objects(s3, url.split("/")[2], "ds")))

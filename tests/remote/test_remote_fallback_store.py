@@ -17,7 +17,7 @@ from mds_loader.format import ShardReader, parse_index, write_table
 from mds_loader.format.write_jobs import job_marker
 from spark_mds.fallback import writer as writer_mod
 from spark_mds.fallback.layout import spark_arrow_schema
-from spark_mds.fallback.options import ReadOptions, WriteOptions, parse_storage_options
+from spark_mds.fallback.options import ReadOptions, parse_write_options, parse_storage_options
 from spark_mds.fallback.reader import MdsReader, infer_schema
 from mds_loader.storage import LocalStorage, RemoteStore
 from spark_mds.fallback.storage import open_store
@@ -66,8 +66,8 @@ def test_storage_options_from_json_and_prefixed_options():
         "client_kwargs": {"region_name": "eu-west-1", "endpoint_url": "http://h:9000"},
     }  # fmt: skip
     assert parse_storage_options({"STORAGE.Key": "k"}) == {"Key": "k"}  # the name as Spark hands it over
-    assert WriteOptions.parse(opts).storage_options == ReadOptions.parse(opts).storage_options == parse_storage_options(opts)
-    assert WriteOptions.parse({}).storage_options == {} and "secret" not in repr(WriteOptions.parse(opts))
+    assert parse_write_options(opts).storage_options == ReadOptions.parse(opts).storage_options == parse_storage_options(opts)
+    assert parse_write_options({}).storage_options == {} and "secret" not in repr(parse_write_options(opts))
 
 
 @pytest.mark.parametrize("opts, message", [

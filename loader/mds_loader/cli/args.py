@@ -9,7 +9,7 @@ from ..errors import MDSConfigError, MDSEncodingError
 from ..format.compression import get_codec
 from ..format.encodings import parse_encoding
 from ..format.hashing import hash_names, is_hash
-from ..format.writer import parse_size_limit
+from ..format.write_options import parse_size_limit
 
 
 # ---------------------------------------------------------------------------- argument types

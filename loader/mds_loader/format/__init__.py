@@ -9,7 +9,8 @@ from .dataset import MDSDataset, open_dataset, read_table
 from .reader import ReadColumn, ReadSchema, ShardReader
 from .shard_files import ShardFiles
 from .schema import NULL_MASK, Field
-from .writer import LocalOutput, MDSWriter, ShardSink, TableWriter, write_table
+from .writer import Destination, MDSWriter, ShardSink, TableWriter, open_destination, write_table
+from .write_options import WriteOptions
 
 __all__ = [
     "Codec",
@@ -17,7 +18,7 @@ __all__ = [
     "Field",
     "FileInfo",
     "Index",
-    "LocalOutput",
+    "Destination",
     "MDSDataset",
     "MDSWriter",
     "NULL_MASK",
@@ -28,6 +29,7 @@ __all__ = [
     "ShardReader",
     "ShardSink",
     "TableWriter",
+    "WriteOptions",
     "compressions",
     "encoding_names",
     "get_codec",
@@ -37,6 +39,7 @@ __all__ = [
     "is_hash",
     "load_index",
     "open_dataset",
+    "open_destination",
     "parse_encoding",
     "parse_index",
     "read_table",

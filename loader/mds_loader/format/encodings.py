@@ -164,11 +164,6 @@ class Encoding:
         """Whether decoding can run arbitrary code (``pkl``)."""
         return self.family.unsafe
 
-    @property
-    def is_image(self) -> bool:
-        """Whether values are PIL images or lists of them."""
-        return self.family.images
-
     def __str__(self) -> str:
         return self.text
 

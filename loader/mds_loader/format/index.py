@@ -22,7 +22,6 @@ from typing import Any
 from ..errors import MDSConfigError, MDSEncodingError, MDSIndexError, MDSPathError, MDSSchemaError
 from .compression import Codec, get_codec
 from .encodings import Encoding, parse_encoding
-from .fileio import write_file_atomic
 from .schema import Field, parse_spark_mds
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "parse_index",
     "load_index",
     "dump_index",
-    "write_index",
     "publish_index_if_unchanged",
 ]
 
@@ -332,12 +330,6 @@ def dump_index(shards: Sequence[dict], spark_mds: dict | None = None) -> str:
     if spark_mds is not None:
         obj["spark_mds"] = spark_mds
     return json.dumps(obj, sort_keys=True)
-
-
-def write_index(directory: str | os.PathLike, text: str) -> str:
-    """Writes ``index.json`` into ``directory`` atomically (temporary file + ``os.replace``), so
-    that readers see the old index or the new one, never a partial file. Returns its path."""
-    return write_file_atomic(os.path.join(os.fspath(directory), INDEX_BASENAME), text.encode("ascii"))
 
 
 def _lock_exclusive(fd: int, deadline: float) -> None:

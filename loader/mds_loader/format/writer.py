@@ -9,157 +9,87 @@ and compresses, hashes and writes finished shards on background threads.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import struct
-import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import MDSConfigError, MDSSchemaError
 from .columnar import EncodedColumn, FieldPlan, encode_column, join_samples, null_mask_column
-from .compression import Codec, get_codec
+from .compression import Codec
 from .encodings import Encoding, parse_encoding
 from .hashing import check_hashes, get_hash
-from .index import INDEX_BASENAME, check_basename, dump_index, write_index
+from .index import INDEX_BASENAME, dump_index
 from .schema import NULL_MASK, Field, check_encoding, default_encoding, logical_from_arrow, make_spark_mds
-from .shard import MAX_SHARD_BYTES, build_shard, config_bytes, shard_config
-from .sizes import SIZE_UNITS, parse_byte_size
+from .shard import build_shard, config_bytes, shard_config
+from .write_options import WriteOptions, parse_size_limit
+
+if TYPE_CHECKING:
+    from ..storage import Storage
 
 __all__ = [
-    "Output",
-    "LocalOutput",
-    "RemoteOutput",
-    "prepare_output",
-    "parse_size_limit",
+    "FileSink",
+    "Destination",
+    "open_destination",
     "ShardSink",
     "MDSWriter",
     "TableWriter",
     "write_table",
 ]
 
-_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]+:")  # s3://, gs://, dbfs:/ ... (not a drive letter)
+# ---------------------------------------------------------------------------- destination
 
 
-def parse_size_limit(size_limit: int | float | str | None) -> int | None:
-    """The reference's ``size_limit``: an int, or a string with a binary suffix (``"64mb"`` =
-    64 MiB, ``"1.5kb"``, ``"100b"``, ``"100"``; :func:`~.sizes.parse_byte_size`); None or any
-    false value means no limit.
+class FileSink(Protocol):
+    """Where :class:`ShardSink` puts shard files: a :class:`~mds_loader.storage.Storage`, a
+    :class:`Destination`, or a Spark task's recording wrapper of a storage."""
 
-    Raises:
-        MDSConfigError: unparsable, negative, or 2**32 or more (shard offsets are u32).
-    """
-    if not size_limit:
-        return None
-    try:
-        value = parse_byte_size(size_limit)
-    except ValueError as exc:
-        raise MDSConfigError(f"invalid size_limit {size_limit!r} ({exc}); use bytes or a suffix among b, "
-                             f"{', '.join(SIZE_UNITS)}") from None
-    if value < 0:
-        raise MDSConfigError(f"size_limit must not be negative, got {value}")
-    if value > MAX_SHARD_BYTES:
-        raise MDSConfigError(f"size_limit must be less than 2**32, got {value}: sample offsets are 32-bit")
-    return value or None
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Writes one file (``name`` is relative, ``/``-separated), creating parent directories."""
 
 
-# ---------------------------------------------------------------------------- output
+class Destination:
+    """Where a new dataset goes (the reference's ``out``): a local directory, a remote one, or
+    both. Shard files are written to each as they are finished (a remote receives each in one
+    PUT, in parallel with encoding); ``index.json`` is published last, after every shard, so
+    readers never see an index that names a file not written yet.
 
-
-class Output(Protocol):
-    """Where a writer puts files: :class:`LocalOutput` (a directory) or :class:`RemoteOutput`
-    (a local directory whose files are uploaded through fsspec)."""
-
-    root: str
-
-    def write_file(self, basename: str, data: bytes) -> None:
-        """Writes one shard file (``basename`` is relative, ``/``-separated)."""
-
-    def write_index(self, text: str) -> None:
-        """Publishes ``index.json`` atomically."""
-
-
-class LocalOutput:
-    """A local dataset directory."""
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = os.fspath(root)
-
-    def write_file(self, basename: str, data: bytes) -> None:
-        """Writes ``data`` to ``root/basename``, creating parent directories."""
-        path = os.path.join(self.root, *check_basename(basename, "shard file").split("/"))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
-
-    def write_index(self, text: str) -> None:
-        """Writes ``root/index.json`` atomically."""
-        os.makedirs(self.root, exist_ok=True)
-        write_index(self.root, text)
-
-    def discard(self) -> None:
-        """Nothing to undo for a local directory (a failed write leaves what it wrote)."""
-
-
-class RemoteOutput(LocalOutput):
-    """A dataset written to a local directory and uploaded to a remote one (any fsspec URL, or
-    another directory), as the reference's ``MDSWriter(out=url | (local, remote))`` does.
-
-    Each shard file is uploaded as soon as it is written (by the writer's background threads,
-    so uploads run in parallel with encoding); ``index.json`` is uploaded last, after every
-    shard, in one PUT: readers never see an index that names a file not uploaded yet.
-
-    Args:
-        local: the local directory (``root``).
-        remote: the remote directory, e.g. ``s3://bucket/datasets/train``.
-        keep_local: keep the local files after uploading them; otherwise each shard file is
-            deleted once uploaded and the local directory when the index is published.
-        retry: total attempts per upload.
-        timeout: seconds one upload attempt may take (None: no limit).
-        storage_options: fsspec options of the remote (credentials, endpoint, ...).
+    Attributes:
+        local: the local directory, or None when the dataset goes to a remote only.
+        remote: the remote URL (or directory of a ``(local, remote)`` pair), or None.
     """
 
-    def __init__(self, local: str | os.PathLike, remote: str, *, keep_local: bool = False, retry: int = 2,
-                 timeout: float | None = None, storage_options: Mapping[str, Any] | None = None) -> None:
-        from ..storage import RemoteStore
-
-        super().__init__(local)
+    def __init__(self, stores: Sequence[Storage], *, local: str | None = None, remote: str | None = None,
+                 scratch: str | None = None) -> None:
+        self._stores = list(stores)
+        self._scratch = scratch  # a pair's local directory that keeps nothing: removed at the end
+        self.local = local
         self.remote = remote
-        self.keep_local = keep_local
-        self.store = RemoteStore(remote, retry=retry, timeout=timeout, storage_options=dict(storage_options or {}))
 
     def __repr__(self) -> str:
-        return f"RemoteOutput(local={self.root!r}, remote={self.remote!r})"
+        return f"Destination(local={self.local!r}, remote={self.remote!r})"
 
-    def write_file(self, basename: str, data: bytes) -> None:
-        """Writes the file locally, uploads it, and deletes the local copy unless ``keep_local``."""
-        super().write_file(basename, data)
-        path = os.path.join(self.root, *basename.split("/"))
-        self.store.upload(path, basename)
-        if not self.keep_local:
-            os.remove(path)
+    def write_bytes(self, name: str, data: bytes) -> None:
+        for store in self._stores:
+            store.write_bytes(name, data)
 
-    def write_index(self, text: str) -> None:
-        """Writes ``index.json`` locally and uploads it (call it after every shard is written);
-        then removes the local directory unless ``keep_local``."""
-        super().write_index(text)
-        self.store.write_bytes(INDEX_BASENAME, text.encode("ascii"))
-        if not self.keep_local:
-            shutil.rmtree(self.root, ignore_errors=True)
+    def publish(self, index_text: str) -> None:
+        """Publishes ``index.json`` (call it after every shard is written)."""
+        data = index_text.encode("ascii")
+        for store in self._stores:
+            store.publish_index(data, uuid.uuid4().hex[:12])
+        self.discard()
 
     def discard(self) -> None:
-        """After a failed write: removes the local files unless ``keep_local`` (nothing was
-        published remotely: the index is uploaded last)."""
-        if not self.keep_local:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _is_url(out: Any) -> bool:
-    return isinstance(out, str) and bool(_URL_RE.match(out)) and "://" in out
+        """Removes a pair's local directory that keeps nothing (after a failed write as after a
+        successful one: nothing is published before the index)."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 def _prepare_local(root: str, exist_ok: bool) -> None:
@@ -171,16 +101,15 @@ def _prepare_local(root: str, exist_ok: bool) -> None:
     os.makedirs(root, exist_ok=True)
 
 
-def prepare_output(out: Any, *, exist_ok: bool, keep_local: bool = False, retry: int = 2,
-                   storage_options: Mapping[str, Any] | None = None) -> LocalOutput:
-    """The output of a new dataset, like the reference's ``out``:
+def open_destination(out: Any, options: WriteOptions) -> Destination:
+    """The destination of a new dataset, like the reference's ``out``:
 
-    * a local directory: with ``exist_ok`` an existing directory is deleted first; otherwise it
-      must be empty or absent;
-    * a URL (``s3://bucket/path``, any fsspec URL): files are written to a new temporary
-      directory and uploaded (:class:`RemoteOutput`);
-    * a ``(local, remote)`` pair: files are written to ``local`` (same rules as above) and
-      uploaded to ``remote`` (a URL or another directory).
+    * a local directory: with ``options.exist_ok`` an existing directory is deleted first;
+      otherwise it must be empty or absent;
+    * a URL (``s3://bucket/path``, any fsspec URL): files are written there directly;
+    * a ``(local, remote)`` pair: files are written to ``remote`` (a URL or another directory)
+      and, with ``options.keep_local``, to ``local`` too (same rules as a local directory; without
+      ``keep_local`` it is absent at the end, as the reference leaves it).
 
     A remote that already holds a dataset (an ``index.json``) is refused unless ``exist_ok``;
     with ``exist_ok`` its files are replaced one by one and its index last (files of the old
@@ -192,29 +121,31 @@ def prepare_output(out: Any, *, exist_ok: bool, keep_local: bool = False, retry:
             ``exist_ok`` is false).
         MDSConfigError: a malformed ``out``.
     """
+    from ..storage import LocalStorage, RemoteStore, is_remote, local_path  # (storage imports this package)
+
     if isinstance(out, (tuple, list)):
         if len(out) != 2 or not all(isinstance(p, (str, os.PathLike)) for p in out):
             raise MDSConfigError(f"out must be a directory, a URL or a (local, remote) pair, got {out!r}")
         local, remote = os.fspath(out[0]), os.fspath(out[1])
-        if _is_url(local):
+        if is_remote(local):
             raise MDSConfigError(f"out=(local, remote): local must be a local directory, got {local!r}")
-        root: str | None = os.path.expanduser(local)
-    elif _is_url(out):
+        root: str | None = local_path(local)
+    elif is_remote(out):
         remote, root = out, None
     else:
-        root = os.path.expanduser(os.fspath(out))
-        _prepare_local(root, exist_ok)
-        return LocalOutput(root)
-    from ..storage import RemoteStore
-
-    if not exist_ok and RemoteStore(remote, retry=retry, storage_options=dict(storage_options or {})).exists(INDEX_BASENAME):
+        root = local_path(out)
+        _prepare_local(root, options.exist_ok)
+        return Destination([LocalStorage(root)], local=root)
+    store = RemoteStore(remote, retry=options.retry, timeout=None, storage_options=dict(options.storage_options))
+    if not options.exist_ok and store.exists(INDEX_BASENAME):
         raise FileExistsError(f"{remote} already holds a dataset ({INDEX_BASENAME}); pass exist_ok=True to replace it, "
                               f"or write elsewhere")
     if root is None:
-        root = tempfile.mkdtemp(prefix="mds-upload-")
-    else:
-        _prepare_local(root, exist_ok)
-    return RemoteOutput(root, remote, keep_local=keep_local, retry=retry, storage_options=storage_options)
+        return Destination([store], remote=remote)
+    _prepare_local(root, options.exist_ok)
+    if options.keep_local:
+        return Destination([LocalStorage(root), store], local=root, remote=remote)
+    return Destination([store], local=root, remote=remote, scratch=root)
 
 
 # ---------------------------------------------------------------------------- shards
@@ -228,44 +159,33 @@ class ShardSink:
     is empty, which writes a 0-sample shard), then the sample is added; a shard starts at
     ``8 + len(config)`` bytes, so the running size is the raw file size.
 
-    Finished shards are compressed, hashed and written by up to ``max_workers`` background
-    threads; :meth:`finish` returns their index entries, in order.
+    Finished shards are compressed, hashed and written by up to ``options.max_workers``
+    background threads; :meth:`finish` returns their index entries, in order.
 
     Args:
         output: where files go.
-        column_names, column_encodings, column_sizes: the columns, in shard order (sorted).
-        compression, hashes, size_limit: as in :class:`MDSWriter` (already validated).
+        options: compression, hashes, size limit and threads of the write.
+        columns: the MDS columns and their encodings, in shard order (sorted by name).
         name_prefix: shard file names are ``f"{name_prefix}{n:05d}.mds"`` plus ``.<ext>`` when
             compressed, ``n`` counting this sink's shards from 0.
-        max_workers: background threads (0: write synchronously).
     """
 
-    def __init__(
-        self,
-        output: Output,
-        *,
-        column_names: Sequence[str],
-        column_encodings: Sequence[str],
-        column_sizes: Sequence[int | None],
-        compression: str | None,
-        hashes: Sequence[str],
-        size_limit: int | None,
-        name_prefix: str = "shard.",
-        max_workers: int | None = None,
-    ) -> None:
+    def __init__(self, output: FileSink, options: WriteOptions, columns: Sequence[tuple[str, Encoding]], *,
+                 name_prefix: str = "shard.") -> None:
         self.output = output
-        self.codec: Codec | None = get_codec(compression)
-        self.hashes = list(hashes)
-        self.size_limit = size_limit
+        self.codec: Codec | None = options.codec
+        self.hashes = list(options.hashes)
+        self.size_limit = options.size_limit
         self.name_prefix = name_prefix
-        self.config = shard_config(column_names, column_encodings, column_sizes, compression, self.hashes, size_limit)
+        self.config = shard_config([n for n, _ in columns], [e.text for _, e in columns], [e.size for _, e in columns],
+                                   options.compression, self.hashes, self.size_limit)
         self.config_data = config_bytes(self.config)
         self._base = 8 + len(self.config_data)
         self._current = self._base
         self._sizes: list[np.ndarray] = []
         self._data: list[Any] = []
         self._count = 0
-        workers = min(4, os.cpu_count() or 1) if max_workers is None else max_workers
+        workers = min(4, os.cpu_count() or 1) if options.max_workers is None else options.max_workers
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mds-shard") if workers > 0 else None
         self._pending: list[Future | dict] = []
@@ -333,7 +253,7 @@ class ShardSink:
             data = self.codec.compress(raw)
             name = f"{raw_name}.{self.codec.extension}"
             zip_info = {"basename": name, "bytes": len(data), "hashes": {h: get_hash(h, data) for h in self.hashes}}
-        self.output.write_file(name, data)
+        self.output.write_bytes(name, data)
         return {"samples": samples, "raw_data": raw_info, "zip_data": zip_info, **self.config}
 
     def finish(self, *, write_empty: bool = False) -> list[dict]:
@@ -365,17 +285,17 @@ class MDSWriter:
     header's mtime, which is 0 here; ``jpeg``/``png`` bytes depend on the Pillow version).
 
     Args:
-        out: the dataset directory; a URL (``s3://bucket/path``, any fsspec URL: written to a
-            temporary directory and uploaded); or a ``(local, remote)`` pair (written to
-            ``local`` and uploaded to ``remote``). Shard files are uploaded as they are written,
-            ``index.json`` last.
+        out: the dataset directory; a URL (``s3://bucket/path``, any fsspec URL); or a
+            ``(local, remote)`` pair (uploaded to ``remote``, kept in ``local`` with
+            ``keep_local``). Shard files are uploaded as they are written, ``index.json`` last
+            (:func:`open_destination`).
         columns: column name -> encoding (``"int64"``, ``"str"``, ``"ndarray:float32:3,224,224"``...).
         compression: None (default), ``"zstd"``, ``"zstd:7"``, ``"gz"``, ``"bz2"``, ``"br"``,
             ``"snappy"``, or ``"lz4"`` (our extension: the reference cannot read it).
         hashes: hash algorithms recorded for each file, in sorted order (e.g. ``["sha1", "xxh64"]``).
         size_limit: maximum raw shard size in bytes (int or ``"64mb"``); None for one shard.
-        keep_local: with a remote ``out``, keep the local files after uploading them (default:
-            each file is deleted once uploaded, and the local directory at the end).
+        keep_local: with a ``(local, remote)`` ``out``, keep a local copy of every file (default:
+            the local directory is absent at the end).
         progress_bar: accepted for compatibility (no progress bar is shown).
         retry: total attempts per upload.
         max_workers: threads that compress, hash and write finished shards (default
@@ -410,10 +330,11 @@ class MDSWriter:
     ) -> None:
         if kwargs:  # the reference raises ValueError for unknown arguments
             raise MDSConfigError(f"Invalid Writer argument(s): {sorted(kwargs)}")
-        compression = compression or None
-        get_codec(compression)
-        hash_names = check_hashes(hashes)
-        limit = parse_size_limit(size_limit)
+        self.options = WriteOptions(
+            compression=compression or None, hashes=check_hashes(hashes), size_limit=parse_size_limit(size_limit),
+            max_workers=max_workers, exist_ok=exist_ok, keep_local=keep_local, retry=retry,
+            storage_options=dict(storage_options or {}),
+        )  # fmt: skip
         if not isinstance(columns, Mapping):
             raise MDSConfigError(f"columns must map column names to encodings, got {type(columns).__name__}")
         self.columns: list[tuple[str, Encoding]] = []
@@ -424,20 +345,10 @@ class MDSWriter:
             except Exception as exc:
                 raise type(exc)(f"MDSWriter column {name!r}: {exc}") from None
         self.keep_local = keep_local
-        self.output = prepare_output(out, exist_ok=exist_ok, keep_local=keep_local, retry=retry,
-                                     storage_options=storage_options)
-        self.local = self.output.root
-        self.remote = getattr(self.output, "remote", None)
-        self._sink = ShardSink(
-            self.output,
-            column_names=[n for n, _ in self.columns],
-            column_encodings=[e.text for _, e in self.columns],
-            column_sizes=[e.size for _, e in self.columns],
-            compression=compression,
-            hashes=hash_names,
-            size_limit=limit,
-            max_workers=max_workers,
-        )
+        self.output = open_destination(out, self.options)
+        self.local = self.output.local
+        self.remote = self.output.remote
+        self._sink = ShardSink(self.output, self.options, self.columns)
         self._num_var = sum(e.size is None for _, e in self.columns)
         self._head = struct.Struct(f"<{self._num_var}I")
         self._samples: list[bytes] = []
@@ -497,7 +408,7 @@ class MDSWriter:
         try:
             self._drain()
             self._entries = self._sink.finish()
-            self.output.write_index(dump_index(self._entries))
+            self.output.publish(dump_index(self._entries))
         except BaseException:
             self.output.discard()  # nothing was published: index.json goes last
             raise
@@ -526,14 +437,11 @@ class TableWriter:
     ``name_prefix`` and collects the shard entries that :meth:`finish` returns (docs/format.md §6).
 
     Args:
-        out: the directory (or an :class:`Output`) to write shard files to. It is not checked or
-            cleared; :meth:`finish` does not write ``index.json``.
+        out: the directory (or a :class:`FileSink`, e.g. a storage) to write shard files to. It
+            is not checked or cleared; :meth:`finish` does not write ``index.json``.
         schema: the Arrow schema of the batches.
-        columns: encoding overrides, column name -> encoding (docs/format.md §2).
-        compression, hashes, size_limit, max_workers: as in :class:`MDSWriter`; compression
-            defaults to ``"zstd"`` here.
-        nulls: ``"mask"``: add the ``__nulls__`` column when some field is nullable; ``"error"``:
-            no mask column, and a null fails the write naming its column.
+        options: the write's options (:class:`WriteOptions`: its ``encodings`` override the
+            default encodings, docs/format.md §2; ``nulls`` decides the ``__nulls__`` column).
         name_prefix: shard files are ``f"{name_prefix}{n:05d}.mds[.ext]"``.
 
     Raises:
@@ -541,29 +449,16 @@ class TableWriter:
             ``__nulls__``, an override for an unknown column.
     """
 
-    def __init__(
-        self,
-        out: str | os.PathLike | Output,
-        schema: pa.Schema,
-        *,
-        columns: Mapping[str, str] | None = None,
-        compression: str | None = "zstd",
-        hashes: Sequence[str] | None = None,
-        size_limit: int | str | None = 1 << 26,
-        nulls: str = "mask",
-        name_prefix: str = "shard.",
-        max_workers: int | None = None,
-    ) -> None:
-        if nulls not in ("mask", "error"):
-            raise MDSConfigError(f"nulls must be 'mask' or 'error', got {nulls!r}")
-        overrides = dict(columns or {})
+    def __init__(self, out: str | os.PathLike | FileSink, schema: pa.Schema, options: WriteOptions = WriteOptions(), *,
+                 name_prefix: str = "shard.") -> None:
+        overrides = dict(options.encodings)
         unknown = sorted(set(overrides) - set(schema.names))
         if unknown:
             raise MDSSchemaError(f"encoding overrides for unknown columns {unknown}; the table has {schema.names}")
         if len(set(schema.names)) != len(schema.names):
             raise MDSSchemaError(f"duplicate column names in {schema.names}")
         self.schema = schema
-        self.nulls = nulls
+        self.nulls = options.nulls
         self.plans: list[FieldPlan] = []
         for f in schema:
             if f.name == NULL_MASK:
@@ -573,25 +468,14 @@ class TableWriter:
             enc = check_encoding(f.name, logical, text, f.type)
             self.plans.append(FieldPlan(f.name, f.type, logical, f.nullable, enc))
         self.fields = [Field(p.name, p.logical, p.nullable, {}) for p in self.plans]
-        self.has_mask = nulls == "mask" and any(p.nullable for p in self.plans)
+        self.has_mask = self.nulls == "mask" and any(p.nullable for p in self.plans)
         mds = {p.name: p.encoding for p in self.plans}
         if self.has_mask:
             mds[NULL_MASK] = parse_encoding(f"ndarray:uint8:{(len(self.plans) + 7) // 8}")
         self.column_names = sorted(mds)
         self.encodings = [mds[n] for n in self.column_names]
-        output = out if hasattr(out, "write_file") else LocalOutput(out)  # type: ignore[arg-type]
-        self.output = output
-        self._sink = ShardSink(
-            output,  # type: ignore[arg-type]
-            column_names=self.column_names,
-            column_encodings=[e.text for e in self.encodings],
-            column_sizes=[e.size for e in self.encodings],
-            compression=compression or None,
-            hashes=check_hashes(hashes),
-            size_limit=parse_size_limit(size_limit),
-            name_prefix=name_prefix,
-            max_workers=max_workers,
-        )
+        self.output: FileSink = _local_storage(out) if isinstance(out, (str, os.PathLike)) else out
+        self._sink = ShardSink(self.output, options, list(zip(self.column_names, self.encodings)), name_prefix=name_prefix)
         self.num_rows = 0
 
     @property
@@ -712,32 +596,35 @@ def write_table(
         batch_rows: rows encoded at a time.
         keep_local, retry, storage_options: for a remote ``path``, as in :class:`MDSWriter`.
     """
-    if nulls not in ("auto", "mask", "error"):
-        raise MDSConfigError(f"nulls must be 'auto', 'mask' or 'error', got {nulls!r}")
     if nulls == "auto":
         if isinstance(table, (pa.Table, pa.RecordBatch)):
             nulls = "mask" if any(c.null_count for c in table.columns) else "error"
         else:
             nulls = "mask"
+    elif nulls not in ("mask", "error"):
+        raise MDSConfigError(f"nulls must be 'auto', 'mask' or 'error', got {nulls!r}")
+    options = WriteOptions(
+        compression=compression or None, hashes=check_hashes(hashes), size_limit=parse_size_limit(size_limit),
+        nulls=nulls, encodings=dict(columns or {}), max_workers=max_workers, exist_ok=exist_ok, keep_local=keep_local,
+        retry=retry, storage_options=dict(storage_options or {}),
+    )  # fmt: skip
     schema, batches = _batches(table, batch_rows)
-    get_codec(compression or None)
-    check_hashes(hashes)
-    parse_size_limit(size_limit)
-    output = prepare_output(path, exist_ok=exist_ok, keep_local=keep_local, retry=retry,
-                            storage_options=storage_options)
+    output = open_destination(path, options)
     writer = None
     try:
-        writer = TableWriter(
-            output, schema, columns=columns, compression=compression, hashes=hashes, size_limit=size_limit,
-            nulls=nulls, max_workers=max_workers,
-        )  # fmt: skip
+        writer = TableWriter(output, schema, options)
         for batch in batches:
             writer.write_batch(batch)
         entries = writer.finish(write_empty=True)  # an empty table still records its encodings
-        output.write_index(dump_index(entries, writer.spark_mds))
+        output.publish(dump_index(entries, writer.spark_mds))
     except BaseException:
         if writer is not None:
             writer.abort()
         output.discard()  # nothing was published: index.json goes last
         raise
 
+
+def _local_storage(path: str | os.PathLike) -> Storage:
+    from ..storage import LocalStorage
+
+    return LocalStorage(path)

@@ -98,10 +98,6 @@ class World:
         return self.worker % self.workers_per_rank
 
     @property
-    def is_leader(self) -> bool:
-        return self.worker == 0
-
-    @property
     def is_local_leader(self) -> bool:
         return self.worker_of_node == 0
 

@@ -137,3 +137,31 @@ def check_interop_sample(s: dict, row: tuple, num_fields: int = 16) -> None:
         assert s["mat"]["nd"][1] == [0, 0]
     assert s["st"]["v"] == (None if st is None else {"x": st[0], "y": st[1]})
     assert s["emb"]["nd"] == ["float32", [4], emb]
+
+
+# ---------------------------------------------------------------------------- dataset files
+
+
+def read_index(path: str) -> dict:
+    with open(os.path.join(path, "index.json")) as f:
+        return json.load(f)
+
+
+def files(path: str) -> set[str]:
+    """Every file under ``path``, relative."""
+    out = set()
+    for root, _, names in os.walk(path):
+        for n in names:
+            out.add(os.path.relpath(os.path.join(root, n), path))
+    return out
+
+
+def referenced(path: str) -> set[str]:
+    """``index.json`` and the files of every shard it lists (stored files, and decompressed ones
+    that mds_loader's readers may have written next to them)."""
+    names = {"index.json"}
+    for s in read_index(path)["shards"]:
+        names.add((s["zip_data"] or s["raw_data"])["basename"])
+        if os.path.exists(os.path.join(path, s["raw_data"]["basename"])):
+            names.add(s["raw_data"]["basename"])
+    return names

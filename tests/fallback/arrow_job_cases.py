@@ -18,7 +18,7 @@ import spark_mds
 import fallback_spark_cases
 from fallback_spark_cases import _error, _snapshot, canon, every_type
 from mds_testutil import assert_same_rows
-from fallback_support import files, read_index, referenced
+from support import files, read_index, referenced
 from spark_mds.fallback.compat import HAS_PYTHON_DATA_SOURCE
 
 ARROW = {"engine": "mapInArrow"}

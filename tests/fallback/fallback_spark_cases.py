@@ -11,7 +11,7 @@ import os
 from pyspark.sql import functions as F
 
 import spark_tables
-from fallback_support import files, read_index, referenced
+from support import files, read_index, referenced
 from mds_testutil import assert_same_rows, canon
 from spark_tables import INTEROP_ROWS, INTEROP_SCHEMA
 

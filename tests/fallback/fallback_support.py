@@ -177,31 +177,6 @@ def _serve(config: dict) -> None:
 # ---------------------------------------------------------------------------- dataset files
 
 
-def read_index(path: str) -> dict:
-    with open(os.path.join(path, "index.json")) as f:
-        return json.load(f)
-
-
-def files(path: str) -> set[str]:
-    """Every file under ``path``, relative."""
-    out = set()
-    for root, _, names in os.walk(path):
-        for n in names:
-            out.add(os.path.relpath(os.path.join(root, n), path))
-    return out
-
-
-def referenced(path: str) -> set[str]:
-    """``index.json`` and the files of every shard it lists (stored files, and decompressed ones
-    that mds_loader's readers may have written next to them)."""
-    names = {"index.json"}
-    for s in read_index(path)["shards"]:
-        names.add((s["zip_data"] or s["raw_data"])["basename"])
-        if os.path.exists(os.path.join(path, s["raw_data"]["basename"])):
-            names.add(s["raw_data"]["basename"])
-    return names
-
-
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
     _serve(json.loads(sys.argv[2]))
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from fallback_support import SparkProcess, files, raw_shard, read_index, without_names
+from fallback_support import SparkProcess, raw_shard, without_names
+from support import files, read_index, copy_reference_dataset
 from mds_loader.format import write_table
 from spark_mds.fallback.compat import HAS_PYTHON_DATA_SOURCE
-from support import copy_reference_dataset
 
 pytestmark = pytest.mark.spark
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fallback_support import SparkProcess, read_index
+from fallback_support import SparkProcess
+from support import read_index, READ_ALL, check_interop_sample, run_reference
 from spark_tables import INTEROP_ROWS
-from support import READ_ALL, check_interop_sample, run_reference
 
 DATASETS = Path(__file__).resolve().parent.parent / "data" / "reference" / "datasets"
 

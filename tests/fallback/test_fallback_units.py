@@ -15,7 +15,7 @@ from pyspark.sql.types import (
     TimestampNTZType, TimestampType, VariantType, YearMonthIntervalType,
 )  # fmt: skip
 
-from fallback_support import files, read_index, referenced
+from support import files, read_index, referenced
 from mds_loader.errors import MDSConfigError, MDSEncodingError, MDSSchemaError
 from mds_loader.format import read_table
 from mds_loader.format.write_jobs import job_marker

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fallback_support import SparkProcess, files, raw_shard, read_index, without_names
-from support import require_jar
+from fallback_support import SparkProcess, raw_shard, without_names
+from support import files, read_index, require_jar
 
 pytestmark = pytest.mark.spark
 

@@ -122,26 +122,6 @@ def _collectable(df):
                       for f in df.schema.fields])
 
 
-def read_index(path: str) -> dict:
-    with open(os.path.join(path, "index.json")) as f:
-        return json.load(f)
-
-
-def files(path: str) -> set[str]:
-    """Every file under `path`, relative."""
-    out = set()
-    for root, _, names in os.walk(path):
-        for n in names:
-            out.add(os.path.relpath(os.path.join(root, n), path))
-    return out
-
-
-def referenced(path: str) -> set[str]:
-    idx = read_index(path)
-    names = {"index.json"}
-    for s in idx["shards"]:
-        names.add(s["raw_data"]["basename"]) if s["zip_data"] is None else names.add(s["zip_data"]["basename"])
-    return names
 
 
 def decode_ndarray_dynamic(b: bytes):

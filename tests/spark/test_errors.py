@@ -8,7 +8,8 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from mds_testutil import JVM_WRITES_INTERVALS, files, read_index
+from mds_testutil import JVM_WRITES_INTERVALS
+from support import files, read_index
 
 pytestmark = pytest.mark.spark
 

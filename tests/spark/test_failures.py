@@ -14,7 +14,7 @@ SCRIPT = r"""
 import os
 from pyspark import TaskContext
 from pyspark.sql import functions as F
-from mds_testutil import files, read_index, referenced
+from support import files, read_index, referenced
 
 out = sys.argv[1]
 result = {}

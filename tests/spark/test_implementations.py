@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import pytest
 
 import spark_mds
-from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows, files, read_index, referenced
+from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows
+from support import files, read_index, referenced
 from spark_tables import ROWS, every_type
 from type_mapping import WRITE, column, expected_read_types, normalized, write_read_datasets
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from mds_testutil import SPARK_MAJOR, read_index, run_reference
+from mds_testutil import SPARK_MAJOR, run_reference
+from support import read_index
 from spark_tables import INTEROP_ROWS, INTEROP_SCHEMA
 from support import READ_ALL, check_interop_sample
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows, files, read_index, referenced
+from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows
+from support import files, read_index, referenced
 from spark_tables import every_type
 
 pytestmark = pytest.mark.spark

@@ -295,3 +295,29 @@ def test_weights_validation():
     streams, total = apply_weights([StreamSpec([10, 20], proportion=1),
                                     StreamSpec([5], proportion=3)], "1k", 0)
     assert total == 1000 and [s.choose for s in streams] == [250, 750]
+
+
+# ---------------------------------------------------------------- compact ids
+
+@pytest.mark.parametrize("method", ["random", "stratified", "per_stream", "device_per_stream"])
+@pytest.mark.parametrize("algo", SHUFFLE_ALGOS)
+@pytest.mark.parametrize("resampled", [False, True])
+def test_compact_ids_are_the_same_order(method, algo, resampled):
+    """generate_work(compact=True) (int32 ids and temporaries, what StreamingDataset uses) gives
+    exactly the int64 order, for every method, shuffle, resume point and resampling."""
+    specs = [StreamSpec(SIZES, proportion=0.7 if resampled else None),
+             StreamSpec([30, 64, 20, 64], proportion=0.3 if resampled else None)]
+    streams, _ = apply_weights(specs, 900 if resampled else None, 7)
+    for drop in (0, 96):
+        for partition, nodes, initial in (("relaxed", 2, None), ("orig", 1, None), ("relaxed", 3, 2)):
+            kwargs = dict(epoch=2, sample_in_epoch=drop, world=(nodes, 2, 2), batch_size=4, num_canonical_nodes=6
+                          if method != "device_per_stream" else 6, seed=99, shuffle=True, shuffle_algo=algo,
+                          shuffle_block_size=100, partition_algo=partition, initial_physical_nodes=initial)
+            if method == "device_per_stream" and 6 % nodes:
+                continue
+            wide = generate_work(method, streams, **kwargs)
+            compact = generate_work(method, streams, compact=True, **kwargs)
+            assert wide.dtype == np.int64
+            np.testing.assert_array_equal(compact, wide)
+            if method == "random":
+                assert compact.dtype == np.int32

@@ -45,28 +45,32 @@ def _world_shape(world: WorldLike) -> tuple[int, int, int]:
 
 def _to_sample_ids(positions: NDArray[np.int64],
                    lookup: Optional[NDArray[np.int64]]) -> NDArray[np.int64]:
-    """``lookup[x]`` for every position ``x >= 0``, keeping ``-1`` (``lookup=None``: identity).
-    Consumes `positions` (a fresh array from the partition) to keep the peak memory at a few
-    int64 per sample. The result is C-contiguous."""
-    if lookup is None:
-        return np.ascontiguousarray(positions)
-    padding = positions < 0
-    np.maximum(positions, 0, out=positions)
-    out = lookup[positions] if lookup.size else positions
-    out[padding] = -1
+    """``lookup[x]`` for every position ``x >= 0``, keeping ``-1`` (``lookup=None``: identity),
+    in place in `positions` (a fresh array from the partition), a chunk at a time, to keep the
+    peak memory at two ids per sample. The result is C-contiguous."""
+    out = np.ascontiguousarray(positions)
+    if lookup is None or not lookup.size:
+        return out
+    flat = out.reshape(-1)
+    step = 1 << 22
+    for start in range(0, flat.size, step):
+        part = flat[start:start + step]
+        padding = part < 0
+        np.maximum(part, 0, out=part)
+        part[...] = lookup[part]
+        part[padding] = -1
     return out
 
 
-def _lookup(units: NDArray[np.int64], small_per_big: NDArray[np.int64], a: dict,
+def _lookup(units: NDArray[np.int64], small_per_big: Optional[NDArray[np.int64]], a: dict,
             block: Optional[int]) -> Optional[NDArray[np.int64]]:
-    """Epoch position -> global sample id: the shuffle (when on) composed with the resampling;
-    None when that is the identity."""
-    # When no stream was resampled, big ids are the sample ids: skip a gather.
-    identity = _is_identity(small_per_big)
+    """Epoch position -> global sample id: the shuffle (when on) composed with the resampling
+    (None: no stream was resampled); None when that is the identity."""
     if not a["shuffle"]:
-        return None if identity else small_per_big
-    perm = get_shuffle(a["shuffle_algo"], units, a["ncn"], a["seed"], a["epoch"], block)
-    return perm if identity else small_per_big[perm]
+        return small_per_big
+    perm = get_shuffle(a["shuffle_algo"], units, a["ncn"], a["seed"], a["epoch"], block,
+                       compact=a["compact"])
+    return perm if small_per_big is None else small_per_big[perm]
 
 
 def _is_identity(ids: NDArray[np.int64]) -> bool:
@@ -125,7 +129,8 @@ def generate_work(batching_method: str,
                   partition_algo: str = "relaxed",
                   sampling_method: str = "balanced",
                   sampling_granularity: int = 1,
-                  initial_physical_nodes: Optional[int] = None) -> NDArray[np.int64]:
+                  initial_physical_nodes: Optional[int] = None,
+                  compact: bool = False) -> NDArray[np.int64]:
     """The epoch's sample ids for every node/rank/worker (``generate_work`` of the reference).
 
     Args:
@@ -148,9 +153,12 @@ def generate_work(batching_method: str,
         sampling_method: ``balanced`` or ``fixed``.
         sampling_granularity: Picks' size when sampling partial streams.
         initial_physical_nodes: From a loaded state dict (sticky for the rest of the run).
+        compact: int32 ids, and int32 temporaries, where every id and position fits (the
+            ``random`` method; half the memory), else int64.
 
     Returns:
-        int64 array ``(nodes, ranks, workers, batches per worker, batch size)``; ``-1`` = padding.
+        int64 (or, ``compact``, int32) array ``(nodes, ranks, workers, batches per worker, batch
+        size)``; ``-1`` = padding.
     """
     if batching_method not in BATCHING_METHODS:
         raise ValueError(f"Invalid batching method: {batching_method}. Must be one of `random`, "
@@ -177,29 +185,38 @@ def generate_work(batching_method: str,
                 seed=int(seed), shuffle=bool(shuffle), shuffle_algo=shuffle_algo,
                 block=None if shuffle_block_size is None else int(shuffle_block_size),
                 partition_algo=partition_algo, sampling_method=sampling_method,
-                granularity=int(sampling_granularity), initial_nodes=initial_physical_nodes)
+                granularity=int(sampling_granularity), initial_nodes=initial_physical_nodes,
+                compact=bool(compact) and sum(s.num_samples for s in streams) < 1 << 31)
     fn = {"random": _random, "stratified": _stratified, "per_stream": _per_stream,
           "device_per_stream": _device_per_stream}[batching_method]
     return fn(list(streams), **args)
 
 
-def _resample(streams, stream_id, a) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    return resample_streams(streams, a["seed"], a["epoch"], shuffle=a["shuffle"],
-                            sampling_method=a["sampling_method"],
-                            sampling_granularity=a["granularity"], stream_id=stream_id)
+def _resample(streams, stream_id, a) -> tuple[NDArray[np.int64], Optional[NDArray[np.int64]], int]:
+    """``(units, small_per_big, epoch size)`` of :func:`.sampling.resample_streams`, with None for
+    a ``small_per_big`` that is the identity (no epoch-sized array of ids then)."""
+    if stream_id is None and all(s.choose == s.num_samples for s in streams):
+        # Nothing resampled (resample_streams draws nothing then): one unit per non-empty shard,
+        # and the epoch's positions are the global sample ids.
+        units = np.concatenate([s.samples_per_shard[s.samples_per_shard > 0] for s in streams])
+        return units, None, int(units.sum())
+    units, small_per_big = resample_streams(streams, a["seed"], a["epoch"], shuffle=a["shuffle"],
+                                            sampling_method=a["sampling_method"],
+                                            sampling_granularity=a["granularity"],
+                                            stream_id=stream_id)
+    return units, None if _is_identity(small_per_big) else small_per_big, small_per_big.size
 
 
 def _random(streams, **a) -> NDArray[np.int64]:
     # §4.6: resample all streams together, partition the epoch's positions, shuffle the
     # positions (node- and shard-aware), map to global sample ids.
     # The lookup is built before the partition so that fewer epoch-sized arrays coexist.
-    units, small_per_big = _resample(streams, None, a)
-    size = small_per_big.size
+    units, small_per_big, size = _resample(streams, None, a)
     lookup = _lookup(units, small_per_big, a, a["block"])
     del small_per_big
     positions = get_partitions(a["partition_algo"], size, a["ncn"], a["nodes"], a["ranks"],
                                a["workers"], a["batch_size"], a["sample_in_epoch"],
-                               a["initial_nodes"])
+                               a["initial_nodes"], compact=a["compact"])
     return _to_sample_ids(positions, lookup)
 
 
@@ -207,9 +224,10 @@ def _stream_partition(streams, stream_id, a, nodes, batch_size, zero_block_error
                       ) -> NDArray[np.int64]:
     """One stream's own partition (drop_first=0), shuffled with a block proportional to the
     stream's share, mapped to global sample ids."""
-    units, small_per_big = _resample(streams, stream_id, a)
-    positions = get_partitions(a["partition_algo"], small_per_big.size, a["ncn"], nodes,
-                               a["ranks"], a["workers"], batch_size, 0, a["initial_nodes"])
+    units, small_per_big, size = _resample(streams, stream_id, a)
+    positions = get_partitions(a["partition_algo"], size, a["ncn"], nodes,
+                               a["ranks"], a["workers"], batch_size, 0, a["initial_nodes"],
+                               compact=a["compact"])
     block = None
     if a["shuffle"]:
         block = int(a["block"] * streams[stream_id].proportion)

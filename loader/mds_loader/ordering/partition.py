@@ -19,6 +19,8 @@ from typing import Optional
 import numpy as np
 from numpy.typing import NDArray
 
+from .shuffle import index_dtype
+
 __all__ = [
     "PARTITION_ALGOS",
     "get_partitions",
@@ -38,7 +40,7 @@ def _require_positive(**values: int) -> None:
 
 
 def _canonical_matrix(num_samples: int, num_canonical_nodes: int,
-                      num_physical_nodes: int) -> NDArray[np.int64]:
+                      num_physical_nodes: int, dtype: type = np.int64) -> NDArray[np.int64]:
     """The (canonical nodes, padded samples per canonical node) id matrix of §4.7 step 3-4."""
     n, c, p = num_samples, num_canonical_nodes, num_physical_nodes
     per_node = -(-n // c)  # ceil(n / c)
@@ -52,7 +54,9 @@ def _canonical_matrix(num_samples: int, num_canonical_nodes: int,
         rows = np.arange(c, dtype=np.int64)[:, None]
         starts = rows * n // c
         stops = (rows + 1) * n // c
-        ids = starts + np.arange(padded, dtype=np.int64)[None, :]
+        ids = np.empty((c, padded), dtype)
+        ids[...] = np.arange(padded, dtype=dtype)[None, :]
+        ids += starts.astype(dtype)
         if per_node > 0:
             # A short row repeats its last real sample to reach `per_node` entries.
             ids[:, per_node - 1] -= (stops[:, 0] - starts[:, 0] < per_node)
@@ -77,7 +81,7 @@ def _canonical_matrix(num_samples: int, num_canonical_nodes: int,
                   f"many samples being repeated, and depending on your batching method, batches "
                   f"being completely dropped. Check if your dataset has the expected number of "
                   f"samples, and consider decreasing the number of canonical nodes.")
-    return (np.arange(c * padded, dtype=np.int64) % n).reshape(c, padded)
+    return (np.arange(c * padded, dtype=np.int64) % n).astype(dtype).reshape(c, padded)
 
 
 def get_partitions_orig(num_samples: int,
@@ -87,7 +91,8 @@ def get_partitions_orig(num_samples: int,
                         workers_per_rank: int,
                         batch_size: int,
                         drop_first: int = 0,
-                        initial_physical_nodes: Optional[int] = None) -> NDArray[np.int64]:
+                        initial_physical_nodes: Optional[int] = None,
+                        dtype: type = np.int64) -> NDArray[np.int64]:
     """The `orig` partition (docs/ordering.md §4.7). `initial_physical_nodes` is accepted and ignored.
 
     Requires canonical and physical node counts to divide one another. `drop_first` is rounded
@@ -114,7 +119,7 @@ def get_partitions_orig(num_samples: int,
 
     # Interleave canonical nodes (column-major read), drop what was already seen, then deal the
     # sequence to physical nodes round-robin: node q gets seq[m*p + q].
-    seq = _canonical_matrix(n, c, p).T.ravel()[drop:]
+    seq = _canonical_matrix(n, c, p, dtype).T.ravel()[drop:]
     nodes = seq.reshape(-1, p).T  # (p, L), a strided view
     per_node = nodes.shape[1]
 
@@ -140,7 +145,7 @@ def get_partitions_orig(num_samples: int,
     # result is a strided view of it, as in the reference.
     chunk = w * b
     rounds = -(-per_rank // chunk)
-    out = np.empty((p, r, rounds * chunk), np.int64)
+    out = np.empty((p, r, rounds * chunk), dtype)
     out[:, :, :per_rank] = nodes.reshape(p, per_rank, r).transpose(0, 2, 1)
     out[:, :, per_rank:] = -1
     return out.reshape(p, r, rounds, w, b).transpose(0, 1, 3, 2, 4)
@@ -153,7 +158,8 @@ def get_partitions_relaxed(num_samples: int,
                            workers_per_rank: int,
                            batch_size: int,
                            drop_first: int = 0,
-                           initial_physical_nodes: Optional[int] = None) -> NDArray[np.int64]:
+                           initial_physical_nodes: Optional[int] = None,
+                           dtype: type = np.int64) -> NDArray[np.int64]:
     """The `relaxed` partition (docs/ordering.md §4.7): `orig` whenever the node counts divide, otherwise the
     partition of the initial run (`initial_physical_nodes`, same global batch) re-dealt to the
     current nodes. Assumes `ranks_per_node` is unchanged since the initial run."""
@@ -163,7 +169,7 @@ def get_partitions_relaxed(num_samples: int,
     c, p = int(num_canonical_nodes), int(num_physical_nodes)
     if initial_physical_nodes is None or (p <= c and c % p == 0) or (p > c and p % c == 0):
         return get_partitions_orig(num_samples, c, p, ranks_per_node, workers_per_rank,
-                                   batch_size, drop_first)
+                                   batch_size, drop_first, dtype=dtype)
     _require_positive(initial_physical_nodes=initial_physical_nodes)
     r, w, b = int(ranks_per_node), int(workers_per_rank), int(batch_size)
     global_batch = p * r * b
@@ -175,7 +181,7 @@ def get_partitions_relaxed(num_samples: int,
             f"partitioning algorithm, the global batch size does not change during resumption of "
             f"training.")
     initial = get_partitions_orig(num_samples, c, int(initial_physical_nodes), r, w,
-                                  global_batch // initial_devices, drop_first)
+                                  global_batch // initial_devices, drop_first, dtype=dtype)
     # Traversal order of the initial run: (batch, worker, node, rank, sample) ...
     steps = initial.transpose(3, 2, 0, 1, 4).ravel()
     # ... re-read as the current world's traversal order.
@@ -190,7 +196,9 @@ def get_partitions(algo: str,
                    workers_per_rank: int,
                    batch_size: int,
                    drop_first: int = 0,
-                   initial_physical_nodes: Optional[int] = None) -> NDArray[np.int64]:
+                   initial_physical_nodes: Optional[int] = None,
+                   *,
+                   compact: bool = False) -> NDArray[np.int64]:
     """Partition `num_samples` epoch positions over nodes, ranks, workers and batches.
 
     Args:
@@ -201,9 +209,10 @@ def get_partitions(algo: str,
         batch_size: Per-device batch size.
         drop_first: Positions already consumed this epoch (``sample_in_epoch`` of a resume).
         initial_physical_nodes: Node count of the initial run (from a state dict), for `relaxed`.
+        compact: int32 positions when they fit (half the memory), else int64.
 
     Returns:
-        int64 array ``(nodes, ranks, workers, batches per worker, batch size)``, ``-1`` = padding
+        int64 (or, ``compact``, int32) array ``(nodes, ranks, workers, batches per worker, batch size)``, ``-1`` = padding
         (a strided view of a fresh buffer, like the reference's; use ``np.ascontiguousarray``
         if a contiguous copy is needed).
 
@@ -225,4 +234,5 @@ def get_partitions(algo: str,
                          f"({num_samples}).")
     fn = get_partitions_orig if algo == "orig" else get_partitions_relaxed
     return fn(num_samples, num_canonical_nodes, num_physical_nodes, ranks_per_node,
-              workers_per_rank, batch_size, drop_first, initial_physical_nodes)
+              workers_per_rank, batch_size, drop_first, initial_physical_nodes,
+              dtype=index_dtype(int(num_samples) + world_size, compact))

@@ -39,11 +39,19 @@ def _check_ncn(num_canonical_nodes: int) -> int:
     return int(num_canonical_nodes)
 
 
-def _concat_ranges(begins: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``concatenate([arange(b, b + z) for b, z in zip(begins, sizes)])`` without a Python loop."""
+def _concat_ranges(begins: NDArray[np.int64], sizes: NDArray[np.int64],
+                   dtype: type = np.int64) -> NDArray[np.int64]:
+    """``concatenate([arange(b, b + z) for b, z in zip(begins, sizes)])`` (of `dtype`, which must
+    hold every value) without a Python loop over ranges, and with no temporary as large as the
+    result."""
     total = int(sizes.sum())
     offsets = np.cumsum(sizes) - sizes
-    return np.repeat(begins - offsets, sizes) + np.arange(total, dtype=np.int64)
+    out = np.repeat((begins - offsets).astype(dtype, copy=False), sizes)
+    step = 1 << 22
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        out[start:stop] += np.arange(start, stop, dtype=out.dtype)
+    return out
 
 
 def _shuffle_segments(rng: np.random.Generator, ids: NDArray[np.int64],
@@ -135,34 +143,34 @@ def _shuffled_pieces(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: i
 
 
 def _naive(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
-           block_size: int) -> NDArray[np.int64]:
-    return np.random.default_rng(seed + epoch).permutation(int(sizes.sum()))
+           block_size: int, dtype: type = np.int64) -> NDArray[np.int64]:
+    return np.random.default_rng(seed + epoch).permutation(int(sizes.sum())).astype(dtype, copy=False)
 
 
 def _py1s(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
-          block_size: int) -> NDArray[np.int64]:
+          block_size: int, dtype: type = np.int64) -> NDArray[np.int64]:
     begins, lengths, _, epoch_rng = _shuffled_pieces(sizes, num_canonical_nodes, seed, epoch)
-    ids = _concat_ranges(begins, lengths)
+    ids = _concat_ranges(begins, lengths, dtype)
     _shuffle_segments(epoch_rng, ids, lengths)
     return ids
 
 
 def _py2s(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
-          block_size: int) -> NDArray[np.int64]:
+          block_size: int, dtype: type = np.int64) -> NDArray[np.int64]:
     offsets = np.cumsum(sizes) - sizes
     # Run-wide: shuffle the shard order, then each shard's samples in that order.
     fixed_rng = np.random.default_rng(seed)
     order = np.arange(sizes.size, dtype=np.int64)
     fixed_rng.shuffle(order)
     ordered = sizes[order]
-    fixed = _concat_ranges(offsets[order], ordered)
+    fixed = _concat_ranges(offsets[order], ordered, dtype)
     _shuffle_segments(fixed_rng, fixed, ordered)
     # Cut at canonical-node boundaries; pieces are slices of `fixed` (a split shard keeps its
     # first samples in the earlier node).
     starts, lengths, bounds = _pieces(np.cumsum(ordered) - ordered, ordered, num_canonical_nodes)
     # Per epoch and per node, in this order: shuffle the node's pieces, then each piece's samples.
     epoch_rng = np.random.default_rng(seed + epoch)
-    out = np.empty(int(sizes.sum()), np.int64)
+    out = np.empty(int(sizes.sum()), dtype)
     offset = 0
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         piece_order = np.arange(lo, hi, dtype=np.int64)
@@ -186,11 +194,11 @@ def _check_block(block_size: int, need_stagger: bool) -> tuple[int, int]:
 
 
 def _py1br(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
-           block_size: int) -> NDArray[np.int64]:
+           block_size: int, dtype: type = np.int64) -> NDArray[np.int64]:
     low, high = _check_block(block_size, need_stagger=True)
     begins, lengths, bounds, epoch_rng = _shuffled_pieces(sizes, num_canonical_nodes, seed,
                                                           epoch)
-    ids = _concat_ranges(begins, lengths)
+    ids = _concat_ranges(begins, lengths, dtype)
     stagger = epoch_rng.integers(0, low, (num_canonical_nodes,))
     node_sizes = _part_sizes(lengths, bounds)
     integers, shuffle = epoch_rng.integers, epoch_rng.shuffle
@@ -214,7 +222,7 @@ def _py1br(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch:
 
 
 def _py1e(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: int,
-          block_size: int) -> NDArray[np.int64]:
+          block_size: int, dtype: type = np.int64) -> NDArray[np.int64]:
     low, high = _check_block(block_size, need_stagger=False)
     begins, lengths, bounds, epoch_rng = _shuffled_pieces(sizes, num_canonical_nodes, seed,
                                                           epoch)
@@ -222,9 +230,7 @@ def _py1e(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: 
     if total >= 1 << 53:
         raise ValueError("py1e supports fewer than 2**53 samples per epoch (the reference keeps "
                          "ids in float64).")
-    ids = _concat_ranges(begins, lengths)
-    out = np.empty(total, np.int64)
-    integers, uniform = epoch_rng.integers, epoch_rng.uniform
+    ids = _concat_ranges(begins, lengths, dtype)
     warn = False
     offset = 0
     for node in range(num_canonical_nodes):
@@ -242,25 +248,66 @@ def _py1e(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: 
         # First every piece's samples are shuffled, in order ...
         _shuffle_segments(epoch_rng, node_ids, node_lengths)
         # ... then each piece's samples get a uniform jitter of about +-block/2 positions; the
-        # node's order is the argsort of the jittered positions.
-        positions = np.arange(count, dtype=np.float64)
-        at = 0
-        for size in node_lengths.tolist():
-            cutoff = (int(integers(low, high)) - size) / 2
-            if cutoff < 0:
-                cutoff = 0
-                warn = True
-            lower = max(-cutoff, -at)
-            upper = min(cutoff, count - at - size)
-            positions[at:at + size] += uniform(low=lower, high=upper, size=size)
-            at += size
-        out[offset:offset + count] = node_ids[np.argsort(positions)]
+        # node's order is the argsort of the jittered positions, sorted here window by window.
+        warn |= _jitter_sort(node_ids, node_lengths, epoch_rng, low, high)
         offset += count
     if warn:
         warnings.warn("Shuffle block size was smaller than shard size for some shards. This will "
                       "result in these shards not being shuffled with other shards. Set "
                       "shuffle_block_size to a larger value for a higher quality shuffle.")
-    return out
+    return ids
+
+
+#: Positions generated between two partial sorts of :func:`_jitter_sort`.
+_SORT_WINDOW = 1 << 20
+
+
+def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
+                 rng: np.random.Generator, low: int, high: int) -> bool:
+    """Reorders ``node_ids`` in place as ``node_ids[argsort(positions)]``, where position ``i``
+    is ``i`` plus its piece's uniform jitter, drawn piece by piece as the reference draws them (a
+    block size in ``[low, high)``, then one uniform per sample). Returns whether some piece was
+    larger than its block (the reference warns then).
+
+    No epoch-sized temporaries: a jitter is below ``high / 2`` in magnitude, so once positions
+    up to index ``end`` exist, those below ``end - high / 2`` precede every later one and are
+    final. Positions are sorted a window at a time with the unfinished ones carried over (fewer
+    than ``high``); the result is the full argsort's (ties, of probability ~0, may order
+    differently, as they may between numpy's sort kernels)."""
+    count = node_ids.size
+    integers, uniform = rng.integers, rng.uniform
+    # The unfinished positions and their ids (copied out: their slots of node_ids get overwritten).
+    carry_pos = np.empty(0, np.float64)
+    carry_ids = np.empty(0, node_ids.dtype)
+    parts: list[NDArray[np.float64]] = []
+    pending = written = at = 0
+    warn = False
+    for size in lengths.tolist():
+        cutoff = (int(integers(low, high)) - size) / 2
+        if cutoff < 0:
+            cutoff = 0
+            warn = True
+        lower = max(-cutoff, -at)
+        upper = min(cutoff, count - at - size)
+        position = uniform(low=lower, high=upper, size=size)
+        position += np.arange(at, at + size, dtype=np.float64)
+        parts.append(position)
+        at += size
+        pending += size
+        if pending >= _SORT_WINDOW or at == count:
+            pos = np.concatenate([carry_pos, *parts])
+            ids = np.concatenate([carry_ids, node_ids[at - pending:at]])
+            order = np.argsort(pos)
+            pos, ids = pos[order], ids[order]
+            final = at - high / 2 if at < count else np.inf
+            done = int(np.searchsorted(pos, final, side="left"))
+            # Slots below `written + done <= at` only: the ones not read yet stay intact.
+            node_ids[written:written + done] = ids[:done]
+            written += done
+            carry_pos, carry_ids = pos[done:], ids[done:]
+            parts, pending = [], 0
+    assert written == count
+    return warn
 
 
 _ALGOS: dict[str, Callable[..., NDArray[np.int64]]] = {
@@ -278,7 +325,9 @@ def get_shuffle(algo: str,
                 num_canonical_nodes: int,
                 seed: int,
                 epoch: int,
-                block_size: int = 1 << 18) -> NDArray[np.int64]:
+                block_size: int = 1 << 18,
+                *,
+                compact: bool = False) -> NDArray[np.int64]:
     """The shuffled order of one epoch, identical to mosaicml-streaming 0.13.0's `get_shuffle`.
 
     Args:
@@ -289,9 +338,11 @@ def get_shuffle(algo: str,
         seed: Run-wide seed (``shuffle_seed``); the span order is fixed by it for the whole run.
         epoch: Epoch; the per-epoch generator is seeded with ``seed + epoch``.
         block_size: Shuffle block size, used by ``py1br`` and ``py1e`` only.
+        compact: int32 ids when ``N < 2**31`` (half the memory); int64 otherwise.
 
     Returns:
-        int64 array ``perm`` of length ``N``; ``perm[position]`` is the id at that position.
+        int64 (or, ``compact``, int32) array ``perm`` of length ``N``; ``perm[position]`` is the
+        id at that position.
     """
     try:
         fn = _ALGOS[algo]
@@ -300,5 +351,12 @@ def get_shuffle(algo: str,
                          f"{', '.join(SHUFFLE_ALGOS)}.") from None
     if int(seed) < 0 or int(epoch) < 0:
         raise ValueError(f"`seed` ({seed}) and `epoch` ({epoch}) must be non-negative.")
-    return fn(_sizes(shard_sizes), _check_ncn(num_canonical_nodes), int(seed), int(epoch),
-              int(block_size))
+    sizes = _sizes(shard_sizes)
+    return fn(sizes, _check_ncn(num_canonical_nodes), int(seed), int(epoch), int(block_size),
+              index_dtype(int(sizes.sum()), compact))
+
+
+def index_dtype(count: int, compact: bool) -> type:
+    """The dtype of ids below `count`: int32 when `compact` and they fit (half the memory of
+    an epoch-sized array), else int64."""
+    return np.int32 if compact and count < 1 << 31 else np.int64

@@ -36,7 +36,7 @@ import io
 import math
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -148,10 +148,11 @@ class Encoding:
     size: int | None = None
     element: str | None = field(default=None)
 
-    @property
+    @cached_property
     def family(self) -> Family:
         """The encoding's family: how its values and columns are encoded and decoded, and the
-        types it reads as (the registry's entry, :data:`mds_loader.format.families.FAMILIES`)."""
+        types it reads as (the registry's entry, :data:`mds_loader.format.families.FAMILIES`;
+        looked up once per encoding: values are decoded one at a time)."""
         return _families()[self.kind]
 
     @property
@@ -199,7 +200,8 @@ class Encoding:
             MDSFormatError: the payload is malformed.
             MDSUnsafeError: a ``pkl`` payload without ``allow_unsafe_types=True``.
         """
-        if self.unsafe and not allow_unsafe_types:
+        family = self.family
+        if family.unsafe and not allow_unsafe_types:
             raise MDSUnsafeError(
                 "'pkl' values are unpickled only with allow_unsafe_types=True (unpickling runs "
                 "arbitrary code: do it only for data you trust)"
@@ -207,7 +209,7 @@ class Encoding:
         if self.size is not None and len(data) != self.size:
             raise MDSFormatError(f"{self.text!r} payload must be {self.size} bytes, got {len(data)}")
         try:
-            return self.family.decode(self, data)
+            return family.decode(self, data)
         except (MDSFormatError, ImportError, MemoryError):
             raise
         except Exception as exc:  # any decoder failure means a malformed payload

@@ -12,6 +12,7 @@ import os
 import shutil
 import struct
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
@@ -188,7 +189,8 @@ class ShardSink:
         workers = min(4, os.cpu_count() or 1) if options.max_workers is None else options.max_workers
         self._workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mds-shard") if workers > 0 else None
-        self._pending: list[Future | dict] = []
+        self._pending: list[Future | dict] = []  # every shard's entry (or its future), in order
+        self._running: deque[Future] = deque()  # submitted writes not yet reaped, oldest first
 
     def add(self, sizes: np.ndarray, data: Any) -> None:
         """Adds encoded samples: their sizes (int64) and a buffer of their concatenated bytes."""
@@ -232,18 +234,18 @@ class ShardSink:
             self._pending.append(self._write(raw, raw_name, len(sizes)))
             return
         self._reap(max_running=self._workers)
-        self._pending.append(self._pool.submit(self._write, raw, raw_name, len(sizes)))
+        future = self._pool.submit(self._write, raw, raw_name, len(sizes))
+        self._pending.append(future)
+        self._running.append(future)
 
     def _reap(self, max_running: int) -> None:
         """Raises the error of a failed background write, and waits for the oldest running
-        writes until fewer than ``max_running`` run (bounding the shards held in memory)."""
-        futures = [f for f in self._pending if isinstance(f, Future)]
-        for f in futures:
-            if f.done():
-                f.result()
-        running = [f for f in futures if not f.done()]
-        for f in running[: max(0, len(running) - max_running + 1)]:
-            f.result()
+        writes until fewer than ``max_running`` run (bounding the shards held in memory). Looks
+        at the unreaped writes only: a dataset of 100,000 shards costs no more per shard than
+        one of 10."""
+        running = self._running
+        while running and (running[0].done() or len(running) >= max_running):
+            running.popleft().result()
 
     def _write(self, raw: bytes, raw_name: str, samples: int) -> dict:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {h: get_hash(h, raw) for h in self.hashes}}

@@ -33,9 +33,9 @@ def results(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bench-results")
 
 
-def test_loader_startup_decode(results: Path) -> None:
+def test_loader_startup_decode_scale(results: Path) -> None:
     ref = [] if REF_PYTHON.exists() else ["--no-reference"]
-    out = _bench("all", "--quick", "--only", "loader,startup,decode", "--out-dir", str(results), *ref)
+    out = _bench("all", "--quick", "--only", "loader,startup,decode,scale", "--out-dir", str(results), *ref)
     # tiny: one variant of the loader, few shards
     loader = json.loads((results / "loader.json").read_text())
     assert list(loader["variants"]) == ["standard"]
@@ -49,6 +49,12 @@ def test_loader_startup_decode(results: Path) -> None:
     assert json.loads((results / "decode.json").read_text())["results"]["mds_loader.read_table"]["samples_per_s"] > 0
     assert (results / "img" / "bench-loader.png").stat().st_size > 0
     assert (results / "img" / "bench-startup.png").stat().st_size > 0
+    scale = json.loads((results / "scale.json").read_text())["results"]
+    assert sorted(scale) == ["100K 1x0", "10K 1x0"]
+    run = scale["100K 1x0"]
+    assert run["mds_loader"]["node_peak_pss"] > 0 and run["mds_loader"]["first_batch_seconds"] > 0
+    assert ("streaming" in run) == (not ref) and "order_pss" in run["mds_loader"]
+    assert (results / "img" / "bench-scale.png").stat().st_size > 0
     assert "targets (from the issues), measured:" in out
     summary = json.loads((results / "summary.json").read_text())
     assert any(t["target"].startswith("loader per-sample") for t in summary["targets"])

@@ -317,3 +317,30 @@ def test_case_coverage(compared):
     assert len(redealt) >= 30
     assert any(c["drop"] > 0 for c in ok["partition"])
     assert any(c["sample_in_epoch"] > 0 for c in ok["work"])
+
+
+LARGE_SHUFFLE = """
+import sys
+import numpy as np
+from streaming.base.shuffle import get_shuffle
+sizes = np.array([int(x) for x in sys.argv[1].split(",")], np.int64)
+np.save(sys.argv[2], get_shuffle("py1e", sizes, int(sys.argv[3]), 77, 3, int(sys.argv[4])))
+print("[]")
+"""
+
+
+@pytest.mark.parametrize("block", [1 << 18, 60_000])
+def test_large_py1e_matches_reference(ref_python, tmp_path, block):
+    """Millions of samples: py1e's positions are sorted window by window on two threads (no
+    small case reaches that); the order is still exactly the reference's."""
+    from mds_loader.ordering.shuffle import _argsort
+
+    sizes = np.random.default_rng(5).integers(5_000, 15_000, 300)  # ~3M samples
+    out = tmp_path / "ref.npy"
+    run_reference(ref_python, LARGE_SHUFFLE, ",".join(map(str, sizes.tolist())), str(out), "2", str(block))
+    expected = np.load(out)
+    for compact in (False, True):
+        got = get_shuffle("py1e", sizes, 2, 77, 3, block, compact=compact)
+        np.testing.assert_array_equal(got, expected)
+    values = np.random.default_rng(6).random(3_000_000) * 1e6
+    np.testing.assert_array_equal(_argsort(values), np.argsort(values))

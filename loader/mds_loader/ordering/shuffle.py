@@ -14,7 +14,9 @@ samples.
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -258,8 +260,22 @@ def _py1e(sizes: NDArray[np.int64], num_canonical_nodes: int, seed: int, epoch: 
     return ids
 
 
-#: Positions generated between two partial sorts of :func:`_jitter_sort`.
+#: Positions generated between two partial sorts of :func:`_jitter_sort` (at least).
 _SORT_WINDOW = 1 << 20
+
+
+def _argsort(values: NDArray[np.float64]) -> NDArray[np.int64]:
+    """``np.argsort(values)`` on two cores for large arrays: the values below a pivot and the
+    others are sorted by two threads (numpy sorts without the GIL), then put end to end."""
+    if values.size < 1 << 21 or (os.cpu_count() or 1) < 2:
+        return np.argsort(values)
+    pivot = float(np.median(values[:: max(1, values.size // 1024)]))
+    low = np.flatnonzero(values < pivot)
+    high = np.flatnonzero(values >= pivot)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: low[np.argsort(values[low])])
+        second = high[np.argsort(values[high])]
+        return np.concatenate([first.result(), second])
 
 
 def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
@@ -276,6 +292,9 @@ def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
     differently, as they may between numpy's sort kernels)."""
     count = node_ids.size
     integers, uniform = rng.integers, rng.uniform
+    # Windows several times the carry, so that each position is sorted about once more than in
+    # one whole argsort, while the temporaries stay a few blocks in size.
+    window = max(_SORT_WINDOW, 2 * high)
     # The unfinished positions and their ids (copied out: their slots of node_ids get overwritten).
     carry_pos = np.empty(0, np.float64)
     carry_ids = np.empty(0, node_ids.dtype)
@@ -294,10 +313,10 @@ def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
         parts.append(position)
         at += size
         pending += size
-        if pending >= _SORT_WINDOW or at == count:
+        if pending >= window or at == count:
             pos = np.concatenate([carry_pos, *parts])
             ids = np.concatenate([carry_ids, node_ids[at - pending:at]])
-            order = np.argsort(pos)
+            order = _argsort(pos)
             pos, ids = pos[order], ids[order]
             final = at - high / 2 if at < count else np.inf
             done = int(np.searchsorted(pos, final, side="left"))

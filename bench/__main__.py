@@ -1,7 +1,7 @@
 """The benchmark suite: spark-mds and mds_loader against every alternative, side by side.
 
     python -m bench all [--rows 200000] [--quick] [--only spark,loader,...] [--skip remote]
-    python -m bench spark|loader|startup|decode|remote [options] [--out-dir DIR]   (one benchmark; --help)
+    python -m bench spark|loader|startup|decode|remote|scale [options] [--out-dir DIR]   (one benchmark; --help)
     python -m bench plot        (PNG plots from the JSON results)
     python -m bench summary [--markdown]   (the targets of the issues, met or missed; --markdown: the README tables)
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.common import IMAGES, QUICK_RESULTS, RESULTS, read_result, rel, write_result
 
-BENCHMARKS = ("spark", "loader", "startup", "decode", "remote")
+BENCHMARKS = ("spark", "loader", "startup", "decode", "remote", "scale")
 
 
 def _module(name: str):
@@ -39,6 +39,7 @@ def arguments(name: str, rows: int | None, quick: bool) -> list[str]:
             "startup": ["--shards", "200", "--repeat", "1"],
             "decode": ["--rows", str(rows or 2000), "--repeats", "1"],
             "remote": ["--rows", str(rows or 4000), "--repeats", "1", "--size-limit", "256kb"],
+            "scale": ["--samples", "100K", "--baseline", "10K", "--ranks", "1", "--workers", "0", "--batches", "5"],
         }[name]
     rows = rows or 200_000
     return {
@@ -47,6 +48,7 @@ def arguments(name: str, rows: int | None, quick: bool) -> list[str]:
         "startup": [],
         "decode": ["--rows", str(rows)],
         "remote": ["--rows", str(max(rows // 2, 1000))],
+        "scale": [],
     }[name]
 
 
@@ -63,6 +65,11 @@ def _scaling(cases: dict[str, Any], more: str, fewer: str) -> float | None:
     """mds_loader's samples/s in case `more` over case `fewer` (e.g. 2 workers over 0)."""
     a, b = _get(cases, more, "mds_loader", "samples_per_s"), _get(cases, fewer, "mds_loader", "samples_per_s")
     return a / b if a and b else None
+
+
+def _gib_pair(o: dict[str, Any], r: dict[str, Any], key: str) -> str:
+    text = f"{o[key] / 2**30:.2f} GiB" if key in o else ""
+    return text + (f" / {r[key] / 2**30:.2f} GiB" if key in r else "")
 
 
 def targets(out_dir: Path) -> list[dict[str, Any]]:
@@ -88,6 +95,14 @@ def targets(out_dir: Path) -> list[dict[str, Any]]:
          _get(fixed, "DataLoader, 0 workers", "mds_loader", "of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
         ("fixed-size columns vs read+decompress limit, epoch 1 (0 workers)", ">= 0.5 (within 2x)",
          _get(fixed, "DataLoader, 0 workers", "mds_loader", "epoch1_of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
+    ]
+    scale = _get(read_result(out_dir, "scale") or {}, "results") or {}
+    big = scale.get("100M 4x2", {})
+    rows += [
+        ("100M samples, 4 ranks x 2 workers: first batch vs reference", "<= 0.5x", big.get("first_batch_ratio"),
+         lambda x: x <= 0.5, "x the time"),
+        ("100M samples, 4 ranks x 2 workers: node peak PSS vs reference", "<= 0.5x", big.get("pss_ratio"),
+         lambda x: x <= 0.5, "x the memory"),
     ]
     out = []
     for name, target, value, ok, unit in rows:
@@ -172,6 +187,26 @@ def markdown(out_dir: Path) -> str:
         for case, e in startup["results"].items():
             ref = e.get("streaming", {}).get("first_batch_seconds")
             lines.append(f"| {case} | {e['mds_loader']['first_batch_seconds']:.2f} s | " + (f"{ref:.2f} s |" if ref else "|"))
+        lines.append("")
+    scale = read_result(out_dir, "scale")
+    if scale:
+        lines += [f"Scale: 1-byte samples, {scale['samples_per_shard']:,} per shard, shuffled, batch {scale['batch_size']}, "
+                  f"under torchrun (RANKS x WORKERS per rank); slowest rank's first batch, the node's peak PSS (all "
+                  f"processes), the order's share of it (minus the same job on {scale['baseline']:,} samples):", "",
+                  "| samples | ranks x workers | first batch: mds_loader / reference | node peak PSS: mds_loader / reference "
+                  "| order's share: mds_loader / reference | samples/s: mds_loader / reference |", "|---|---|---|---|---|---|"]
+        for e in scale["results"].values():
+            if e["samples"] == scale["baseline"]:
+                continue
+            o, r = e["mds_loader"], e.get("streaming", {})
+
+            def pair(key: str, fmt: str, o=o, r=r) -> str:
+                a = fmt.format(o[key]) if key in o else ""
+                return a + (" / " + fmt.format(r[key]) if key in r else "")
+
+            lines.append(f"| {e['samples']:,} | {e['ranks']} x {e['workers']} | {pair('first_batch_seconds', '{:.1f} s')} | "
+                         f"{_gib_pair(o, r, 'node_peak_pss')} | {_gib_pair(o, r, 'order_pss')} | "
+                         f"{pair('samples_per_s', '{:,.0f}')} |")
         lines.append("")
     rows = targets(out_dir)
     lines += ["| target | wanted | measured | |", "|---|---|---|---|"]

@@ -138,6 +138,36 @@ def plot_startup(startup: dict[str, Any], out: Path) -> Path:
     return _save(plt, fig, out / "bench-startup.png")
 
 
+def plot_scale(scale: dict[str, Any], out: Path) -> Path:
+    """First batch and node memory against the dataset's size, one line per implementation and
+    job shape."""
+    plt = _setup()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+    lines: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+    for e in scale["results"].values():
+        for impl in ("mds_loader", "streaming"):
+            if impl in e:
+                shape = f"{e['ranks']}x{e['workers']}"
+                lines.setdefault((impl, shape), []).append(
+                    (e["samples"], e[impl]["first_batch_seconds"], e[impl]["node_peak_pss"] / 2**30))
+    for (impl, shape), points in sorted(lines.items()):
+        points.sort()
+        xs = [p[0] for p in points]
+        style = dict(color=OURS if impl == "mds_loader" else REF, marker="o", ms=3, lw=1,
+                     ls="-" if shape.endswith("x2") else "--")
+        name = f"{'mds_loader' if impl == 'mds_loader' else 'mosaicml-streaming'} {shape}"
+        left.plot(xs, [p[1] for p in points], label=name, **style)
+        right.plot(xs, [p[2] for p in points], label=name, **style)
+    for ax, title in ((left, "slowest rank's first batch, s"), (right, "node peak PSS, GiB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("samples")
+        ax.set_title(title, fontsize=9)
+    right.legend(fontsize=6, frameon=False, ncol=2)
+    fig.suptitle(f"Scale under torchrun, ranks x workers per rank ({_machine(scale)})", fontsize=10)
+    return _save(plt, fig, out / "bench-scale.png")
+
+
 def plot_all(results: Path = RESULTS, images: Path = IMAGES) -> list[Path]:
     images.mkdir(parents=True, exist_ok=True)
     made = []
@@ -152,6 +182,9 @@ def plot_all(results: Path = RESULTS, images: Path = IMAGES) -> list[Path]:
     startup = read_result(results, "startup")
     if startup:
         made.append(plot_startup(startup, images))
+    scale = read_result(results, "scale")
+    if scale:
+        made.append(plot_scale(scale, images))
     for p in made:
         print(f"plotted {rel(p)}")
     return made

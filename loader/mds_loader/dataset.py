@@ -48,6 +48,7 @@ from .ordering import (
     generate_work,
     resolve_resume,
     stream_layout,
+    worker_sample_ids,
 )
 from .node_orders import NodeOrders, job_name
 from .run_state import RunState
@@ -142,14 +143,6 @@ def _exit_with_parent() -> None:
 
 #: Samples located at once by per-sample iteration.
 _LOCATE_STEP = 1 << 16
-
-
-def _without_padding(ids: np.ndarray) -> np.ndarray:
-    """A worker's sample ids without the ``-1`` padding: a view of the shared order when the
-    padding is all at the end (as the partitions leave it), else a copy."""
-    valid = ids >= 0
-    count = int(np.count_nonzero(valid))
-    return ids[:count] if valid[:count].all() else ids[valid]
 
 
 class StreamingDataset(IterableDataset):
@@ -288,6 +281,9 @@ class StreamingDataset(IterableDataset):
         self._engine = BatchEngine(self._cache, self.streams, self._columns, self._locate)
         self._run = RunState()
         self._orders = NodeOrders(job_name(self._run.id))
+        # The streams as the order sees them (shard sizes and weights), part of every order's key.
+        self._streams_key = [[hashlib.sha256(np.ascontiguousarray(w.samples_per_shard, "<i8").tobytes()).hexdigest(),
+                              repr(w.proportion), repr(w.repeat), w.choose] for w in self._weighted]
         self._pid = os.getpid()
         self._work_key: dict[str, Any] | None = None
         self._work: np.ndarray | None = None
@@ -394,9 +390,7 @@ class StreamingDataset(IterableDataset):
         """Everything this node's order of an epoch depends on."""
         world = self._parallel_rank_world
         return {
-            "streams": [[hashlib.sha256(np.ascontiguousarray(w.samples_per_shard, "<i8").tobytes()).hexdigest(),
-                         repr(w.proportion), repr(w.repeat), w.choose] for w in self._weighted],
-            "epoch": epoch, "sample_in_epoch": sample_in_epoch, "world": [world.num_nodes, world.ranks_per_node, workers_per_rank],
+            "streams": self._streams_key, "epoch": epoch, "sample_in_epoch": sample_in_epoch, "world": [world.num_nodes, world.ranks_per_node, workers_per_rank],
             "node": world.node, "batch_size": self.batch_size, "batching_method": self.batching_method,
             "shuffle": self.shuffle, "shuffle_algo": self.shuffle_algo, "partition_algo": self.partition_algo,
             "sampling_method": self.sampling_method, "sampling_granularity": self.sampling_granularity,
@@ -436,8 +430,8 @@ class StreamingDataset(IterableDataset):
             key, worker, workers = f"loader-{info.seed - info.id}", info.id, info.num_workers
             _exit_with_parent()
         epoch, sample_in_epoch, resolved = self._run.begin(key, worker, self._decide)
-        work = self._node_work(epoch, sample_in_epoch, resolved, workers)
-        return _without_padding(work[self._parallel_rank_world.rank_of_node, worker].reshape(-1))
+        work = self._node_work(epoch, sample_in_epoch, resolved, workers)  # this node's part only
+        return worker_sample_ids(work[np.newaxis], 0, self._parallel_rank_world.rank_of_node, worker)
 
     # ------------------------------------------------------------------ samples
 

@@ -41,6 +41,16 @@ class FileLock:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
 
+    def fileno(self) -> int:
+        """The descriptor of the held lock's file.
+
+        Raises:
+            RuntimeError: the lock is not held.
+        """
+        if self._fd is None:
+            raise RuntimeError(f"the lock {self.path} is not held")
+        return self._fd
+
     def try_acquire(self) -> bool:
         """Takes the lock if nobody holds a conflicting one; never waits."""
         if self._fd is not None:

@@ -5,8 +5,8 @@ resume point, the world, the seeds and algorithms), so processes need not talk t
 first process of a node that needs an order computes this node's part of it, under a file lock,
 writes it to a file and publishes it by an atomic rename; every other process of the node waits for
 the lock, then memory-maps the file read-only and touches only its own slice. Nothing is named in
-``/dev/shm``; the page cache holds one copy per node, however many processes read it (int32 ids
-where every id fits, 4 bytes per sample).
+``/dev/shm``; the page cache holds one copy per node, however many processes read it (as compact
+as the order is given: ``StreamingDataset`` asks for int32 ids where they fit, 4 bytes per sample).
 
 Files live in ``<tmp>/mds-loader/orders/<job>/``, one per (order key, epoch). ``<job>`` names the
 training job as its launcher does (``torchrun``'s run id and master address, or another launcher's
@@ -144,7 +144,7 @@ class NodeOrders:
             lock.acquire()
             # A sweeper may have removed the file between our open and our lock: lock the new one.
             try:
-                same = os.path.samestat(os.fstat(lock._fd), os.stat(path))  # type: ignore[arg-type]
+                same = os.path.samestat(os.fstat(lock.fileno()), os.stat(path))
             except FileNotFoundError:
                 same = False
             if same:
@@ -186,8 +186,6 @@ class NodeOrders:
         for stale in os.listdir(self.directory):  # left by a writer that died holding this lock
             if stale.startswith(f".{name}.") and stale.endswith(".tmp"):
                 _unlink(os.path.join(self.directory, stale))
-        if order.dtype == np.int64 and (not order.size or int(order.max()) < 1 << 31):
-            order = order.astype(np.int32)  # half the file, the page cache and each reader's pages
         try:
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(order), allow_pickle=False)

@@ -319,5 +319,4 @@ def test_compact_ids_are_the_same_order(method, algo, resampled):
             compact = generate_work(method, streams, compact=True, **kwargs)
             assert wide.dtype == np.int64
             np.testing.assert_array_equal(compact, wide)
-            if method == "random":
-                assert compact.dtype == np.int32
+            assert compact.dtype == np.int32

@@ -439,8 +439,8 @@ class TableWriter:
     ``name_prefix`` and collects the shard entries that :meth:`finish` returns (docs/format.md §6).
 
     Args:
-        out: the directory (or a :class:`FileSink`, e.g. a storage) to write shard files to. It
-            is not checked or cleared; :meth:`finish` does not write ``index.json``.
+        out: the directory or fsspec URL (or a :class:`FileSink`, e.g. a storage) to write shard
+            files to. It is not checked or cleared; :meth:`finish` does not write ``index.json``.
         schema: the Arrow schema of the batches.
         options: the write's options (:class:`WriteOptions`: its ``encodings`` override the
             default encodings, docs/format.md §2; ``nulls`` decides the ``__nulls__`` column).
@@ -476,7 +476,7 @@ class TableWriter:
             mds[NULL_MASK] = parse_encoding(f"ndarray:uint8:{(len(self.plans) + 7) // 8}")
         self.column_names = sorted(mds)
         self.encodings = [mds[n] for n in self.column_names]
-        self.output: FileSink = _local_storage(out) if isinstance(out, (str, os.PathLike)) else out
+        self.output: FileSink = _open_storage(out) if isinstance(out, (str, os.PathLike)) else out
         self._sink = ShardSink(self.output, options, list(zip(self.column_names, self.encodings)), name_prefix=name_prefix)
         self.num_rows = 0
 
@@ -626,7 +626,7 @@ def write_table(
         raise
 
 
-def _local_storage(path: str | os.PathLike) -> Storage:
-    from ..storage import LocalStorage
+def _open_storage(path: str | os.PathLike) -> Storage:
+    from ..storage import open_storage  # (storage imports this package)
 
-    return LocalStorage(path)
+    return open_storage(path)

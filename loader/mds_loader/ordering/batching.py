@@ -109,7 +109,7 @@ def _finish(global_batches: NDArray[np.int64], sample_in_epoch: int, nodes: int,
     if global_batches.size % needed:
         pad_rows = (needed - global_batches.size % needed) // global_batch
         global_batches = np.concatenate(
-            [global_batches, np.full((pad_rows, global_batch), -1, np.int64)])
+            [global_batches, np.full((pad_rows, global_batch), -1, global_batches.dtype)])
     return np.ascontiguousarray(
         global_batches.reshape(-1, workers, nodes, ranks, batch_size).transpose(2, 3, 1, 0, 4))
 
@@ -153,8 +153,8 @@ def generate_work(batching_method: str,
         sampling_method: ``balanced`` or ``fixed``.
         sampling_granularity: Picks' size when sampling partial streams.
         initial_physical_nodes: From a loaded state dict (sticky for the rest of the run).
-        compact: int32 ids, and int32 temporaries, where every id and position fits (the
-            ``random`` method; half the memory), else int64.
+        compact: int32 ids, and int32 temporaries, where every id and position fits (half the
+            memory), else int64.
 
     Returns:
         int64 (or, ``compact``, int32) array ``(nodes, ranks, workers, batches per worker, batch
@@ -263,7 +263,7 @@ def _stratified(streams, **a) -> NDArray[np.int64]:
     for index, (partition, portion) in enumerate(zip(partitions, portions.tolist())):
         flat = _inorder(partition)
         if flat.size % portion:
-            flat = np.concatenate([flat, np.full(portion - flat.size % portion, -1, np.int64)])
+            flat = np.concatenate([flat, np.full(portion - flat.size % portion, -1, flat.dtype)])
         rows = flat.reshape(-1, portion)
         full = _full_rows(rows)
         if full != rows.shape[0]:
@@ -336,7 +336,7 @@ def _device_per_stream(streams, **a) -> NDArray[np.int64]:
             flat = _inorder(partition[node * per_node:(node + 1) * per_node])
             # The reference always pads (a whole -1 batch when already divisible).
             flat = np.concatenate([flat, np.full(batch_size - flat.size % batch_size, -1,
-                                                 np.int64)])
+                                                 flat.dtype)])
             rows = flat.reshape(-1, batch_size)
             full = _full_rows(rows)
             if full != rows.shape[0]:
@@ -360,7 +360,7 @@ def _device_per_stream(streams, **a) -> NDArray[np.int64]:
     for node in range(nodes):
         rows = node_rows[node][_shuffled_origins(node_counts[node], rng)]
         node_rows[node] = np.concatenate(
-            [rows, np.full((most - rows.shape[0], batch_size), -1, np.int64)])
+            [rows, np.full((most - rows.shape[0], batch_size), -1, rows.dtype)])
     # Device batches of all nodes interleaved (node-minor), then cut into global batches.
     global_batches = np.stack(node_rows, axis=1).reshape(-1, batch_size * nodes * ranks)
     return _finish(global_batches, a["sample_in_epoch"], nodes, ranks, a["workers"], batch_size,

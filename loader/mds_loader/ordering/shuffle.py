@@ -292,8 +292,8 @@ def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
     differently, as they may between numpy's sort kernels)."""
     count = node_ids.size
     integers, uniform = rng.integers, rng.uniform
-    # Windows several times the carry, so that each position is sorted about once more than in
-    # one whole argsort, while the temporaries stay a few blocks in size.
+    # Windows twice the largest block (the carry is under one block): each position is sorted
+    # about 1.5 times, in temporaries a few blocks in size.
     window = max(_SORT_WINDOW, 2 * high)
     # The unfinished positions and their ids (copied out: their slots of node_ids get overwritten).
     carry_pos = np.empty(0, np.float64)

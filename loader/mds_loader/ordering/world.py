@@ -230,9 +230,16 @@ def epoch_length(epoch_size: int, num_ranks: int) -> int:
 def worker_sample_ids(epoch_ids: NDArray[np.int64], node: int, rank_of_node: int,
                       worker_of_rank: int, *, drop_padding: bool = True) -> NDArray[np.int64]:
     """The sample ids one DataLoader worker yields, in order (the reference flattens its slice of
-    the epoch and skips ``-1``). With ``drop_padding=False`` the raw slice, -1 included."""
+    the epoch and skips ``-1``). With ``drop_padding=False`` the raw slice, -1 included.
+
+    A view of `epoch_ids` (e.g. of a node's memory-mapped order) when the padding is all at the
+    end, as the partitions leave it; else a copy."""
     flat = epoch_ids[node, rank_of_node, worker_of_rank].reshape(-1)
-    return flat[flat >= 0] if drop_padding else flat
+    if not drop_padding:
+        return flat
+    valid = flat >= 0
+    count = int(np.count_nonzero(valid))
+    return flat[:count] if valid[:count].all() else flat[valid]
 
 
 def dataloader_batch_order(batches_per_worker: Sequence[int]) -> list[tuple[int, int]]:

@@ -320,3 +320,28 @@ def test_compact_ids_are_the_same_order(method, algo, resampled):
             assert wide.dtype == np.int64
             np.testing.assert_array_equal(compact, wide)
             assert compact.dtype == np.int32
+
+
+@pytest.mark.parametrize("case", ["spread", "colliding", "wide"])
+def test_packed_argsort_is_numpys(case):
+    """py1e's argsort of positions (integer keys: a fixed-point cut above the index) equals
+    numpy's, including where many values share a cut (re-sorted exactly) and where the range is
+    too wide to cut (numpy's own argsort)."""
+    from mds_loader.ordering.shuffle import _Argsort
+
+    rng = np.random.default_rng(11)
+    count = 1 << 18
+    if case == "spread":
+        values = rng.random(count) * 3e6 + 5e7
+    elif case == "colliding":  # runs of 4 values within a few ulps: closer than a cut is wide
+        starts = np.repeat(rng.random(count // 4) * 1e6 + 1.0, 4)
+        steps = np.argsort(rng.random((count // 4, 50)), axis=1)[:, :4].ravel()
+        values = starts + np.spacing(starts) * steps
+    else:
+        values = rng.random(count) * 2.0**60
+    assert np.unique(values).size == count  # equal values may tie either way
+    argsort = _Argsort(count + 5)
+    expected = np.argsort(values)
+    np.testing.assert_array_equal(argsort(values), expected)
+    np.testing.assert_array_equal(argsort(values[:1000]), np.argsort(values[:1000]))
+    np.testing.assert_array_equal(argsort(values), expected)  # the buffers are reused

@@ -345,3 +345,19 @@ def test_packed_argsort_is_numpys(case):
     np.testing.assert_array_equal(argsort(values), expected)
     np.testing.assert_array_equal(argsort(values[:1000]), np.argsort(values[:1000]))
     np.testing.assert_array_equal(argsort(values), expected)  # the buffers are reused
+
+
+def test_py1e_sorting_thread_failure_surfaces(monkeypatch):
+    """An error on py1e's sorting thread is raised by get_shuffle, and no thread is left behind."""
+    import threading
+
+    from mds_loader.ordering import shuffle as shuffle_module
+
+    def fail(self, values, out=None):
+        raise MemoryError("sorting failed")
+
+    before = threading.active_count()
+    monkeypatch.setattr(shuffle_module._Argsort, "__call__", fail)
+    with pytest.raises(MemoryError, match="sorting failed"):
+        get_shuffle("py1e", [3000] * 100, 1, 1, 0, 1000)
+    assert threading.active_count() == before

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, Union
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -278,11 +278,11 @@ class _Argsort:
 
     def __init__(self, capacity: int) -> None:
         self._keys = np.empty(capacity, np.int64)
-        self._order = np.empty(capacity, np.int64)
         self._index = np.arange(capacity, dtype=np.int64)
 
-    def __call__(self, values: NDArray[np.float64]) -> NDArray[np.int64]:
-        """The order of `values`: a view of this object's buffer, valid until the next call."""
+    def __call__(self, values: NDArray[np.float64],
+                 out: NDArray[np.int64] | None = None) -> NDArray[np.int64]:
+        """The order of `values`, in a new array or (large arrays) a view of the int64 `out`."""
         count = values.size
         if count < 1 << 16:
             return np.argsort(values)
@@ -292,7 +292,8 @@ class _Argsort:
         fraction_bits = min(63 - index_bits, _MANTISSA_BITS - 1) - range_bits  # sums < 2**53
         if fraction_bits < 8:  # too wide a range to cut finely: collisions would not be few
             return np.argsort(values)
-        keys, order = self._keys[:count], self._order[:count]
+        keys = self._keys[:count]
+        order = np.empty(count, np.int64) if out is None else out[:count]
         # The cut: the offset scaled (exactly) to below 2**51, then rounded to an integer by
         # adding 2**52 (floating-point rounding is monotone), whose low 52 bits are then that
         # integer. Far faster than numpy's float-to-int conversion.
@@ -315,12 +316,13 @@ class _Argsort:
 
 
 class _WindowSorter:
-    """The sorting half of :func:`_jitter_sort`, run on its own thread: it sorts one window of
-    positions (the carry of the last window, then the fresh ones), writes the final ids into
-    ``node_ids`` and carries the rest into the next window's buffer.
+    """The sorting half of :func:`_jitter_sort`. Each window of positions (the carry of the last
+    window, then the fresh ones) is sorted on one thread, while the ids of the window before are
+    placed by another: the final ones into ``node_ids``, the rest carried into the next window.
 
-    Two buffers alternate, each a carry region (right-aligned) then a fresh region, so the
-    caller draws the next window into one while this sorts the other."""
+    Buffers alternate between consecutive windows: two for positions (a carry region, right-
+    aligned, then a fresh region, so that the caller draws the next window into one while the
+    other is sorted), two for the orders, two for ids."""
 
     def __init__(self, node_ids: NDArray[np.integer], carry_room: int, fresh_room: int,
                  high: int) -> None:
@@ -329,34 +331,71 @@ class _WindowSorter:
         self.high = high
         size = carry_room + fresh_room
         self.positions = [np.empty(size, np.float64) for _ in range(2)]
+        self.orders = [np.empty(size, np.int64) for _ in range(2)]
         self.ids = [np.empty(size, node_ids.dtype) for _ in range(2)]
         self.argsort = _Argsort(size)
         self.carried = 0
         self.written = 0
+        self._sorter = ThreadPoolExecutor(1)
+        self._sorting: Optional[Future[None]] = None
+        self._placer = ThreadPoolExecutor(1)
+        self._placing: list[Optional[Future[None]]] = [None, None]
 
     def fresh(self, buffer: int) -> NDArray[np.float64]:
         return self.positions[buffer][self.room:]
 
-    def sort(self, buffer: int, pending: int, at: int) -> None:
+    def submit(self, buffer: int, pending: int, at: int) -> None:
+        """Has buffer `buffer` sorted once the window before is (raising what that raised)."""
+        sorting, self._sorting = self._sorting, None
+        if sorting is not None:
+            sorting.result()
+        self._sorting = self._sorter.submit(self._sort, buffer, pending, at)
+
+    def _sort(self, buffer: int, pending: int, at: int) -> None:
         """Sorts buffer `buffer`: its carry and `pending` fresh positions, those of the ids in
-        ``node_ids[at - pending:at]``."""
-        count = self.node_ids.size
+        ``node_ids[at - pending:at]``, then has their ids placed."""
         lo, hi = self.room - self.carried, self.room + pending
         values = self.positions[buffer][lo:hi]
-        ids = self.ids[buffer][lo:hi]
-        ids[self.carried:] = self.node_ids[at - pending:at]
-        order = self.argsort(values)
+        self._wait(buffer)  # the ids of two windows ago are placed: their order buffer is free
+        order = self.argsort(values, out=self.orders[buffer])
         # A jitter is below high / 2 in magnitude, so positions below at - high / 2 precede
         # every position still to be drawn: they are final.
-        done = int(np.count_nonzero(values < at - self.high / 2)) if at < count else values.size
-        np.take(ids, order[:done], out=self.node_ids[self.written:self.written + done])
-        self.written += done
+        if at < self.node_ids.size:
+            done = int(np.count_nonzero(values < at - self.high / 2))
+        else:
+            done = values.size
         carry = values.size - done
         assert carry <= self.room, (carry, self.room)
-        if carry:
-            np.take(values, order[done:], out=self.positions[1 - buffer][self.room - carry:self.room])
-            np.take(ids, order[done:], out=self.ids[1 - buffer][self.room - carry:self.room])
+        np.take(values, order[done:], out=self.positions[1 - buffer][self.room - carry:self.room])
+        self._placing[buffer] = self._placer.submit(self._place, buffer, order, done,
+                                                    self.carried, pending, at)
         self.carried = carry
+
+    def _place(self, buffer: int, order: NDArray[np.int64], done: int, carried: int,
+               pending: int, at: int) -> None:
+        ids = self.ids[buffer][self.room - carried:self.room + pending]
+        ids[carried:] = self.node_ids[at - pending:at]
+        np.take(ids, order[:done], out=self.node_ids[self.written:self.written + done])
+        self.written += done
+        carry = ids.size - done
+        np.take(ids, order[done:], out=self.ids[1 - buffer][self.room - carry:self.room])
+
+    def _wait(self, buffer: int) -> None:
+        placing, self._placing[buffer] = self._placing[buffer], None
+        if placing is not None:
+            placing.result()
+
+    def finish(self) -> None:
+        """Waits until every id is placed (raising what sorting or placing raised), and stops
+        both threads."""
+        try:
+            if self._sorting is not None:
+                self._sorting.result()
+            self._wait(0)
+            self._wait(1)
+        finally:
+            self._sorter.shutdown()
+            self._placer.shutdown()
 
 
 def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
@@ -386,8 +425,7 @@ def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
     fresh = sorter.fresh(buffer)
     np.add(ramp, at, out=fresh)  # the window's unjittered positions (integers: exact)
     warn = False
-    with ThreadPoolExecutor(1) as pool:
-        sorting = None
+    try:
         for size in lengths.tolist():
             cutoff = (int(integers(low, high)) - size) / 2
             if cutoff < 0:
@@ -400,15 +438,13 @@ def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
             at += size
             pending += size
             if pending >= window or at == count:
-                if sorting is not None:
-                    sorting.result()
-                sorting = pool.submit(sorter.sort, buffer, pending, at)
+                sorter.submit(buffer, pending, at)
                 buffer, pending = 1 - buffer, 0
                 fresh = sorter.fresh(buffer)
                 if at < count:
                     np.add(ramp, at, out=fresh)
-        if sorting is not None:
-            sorting.result()
+    finally:
+        sorter.finish()
     assert sorter.written == count
     return warn
 

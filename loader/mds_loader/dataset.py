@@ -80,6 +80,11 @@ def _physical_memory() -> int | None:
         return None
 
 
+#: Epochs of at least this many samples have their order made ahead, while the epoch before trains
+#: (smaller ones take a fraction of a second).
+_PREPARE_AHEAD_SAMPLES = 1 << 22
+
+
 def _check_order_memory(epoch_size: int, num_samples: int, streams: Sequence[Stream]) -> None:
     """Fails clearly, before any allocation, when an epoch's sample order cannot fit in this
     machine's memory: otherwise the first iteration would die of an out-of-memory kill. An
@@ -287,6 +292,7 @@ class StreamingDataset(IterableDataset):
         self._pid = os.getpid()
         self._work_key: dict[str, Any] | None = None
         self._work: np.ndarray | None = None
+        self._preparing: threading.Thread | None = None  # the next epoch's order, made ahead
 
     # ------------------------------------------------------------------ sizes
 
@@ -332,7 +338,7 @@ class StreamingDataset(IterableDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_work"] = state["_work_key"] = None
+        state["_work"] = state["_work_key"] = state["_preparing"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -397,28 +403,48 @@ class StreamingDataset(IterableDataset):
             **resolved,
         }  # fmt: skip
 
+    def _compute_work(self, epoch: int, sample_in_epoch: int, resolved: dict[str, Any], workers_per_rank: int) -> np.ndarray:
+        world = self._parallel_rank_world
+        return generate_work(
+            self.batching_method, self._weighted, epoch=epoch, sample_in_epoch=sample_in_epoch,
+            world=(world.num_nodes, world.ranks_per_node, workers_per_rank), batch_size=self.batch_size,
+            num_canonical_nodes=resolved["num_canonical_nodes"], seed=resolved["shuffle_seed"],
+            shuffle=self.shuffle, shuffle_algo=self.shuffle_algo,
+            shuffle_block_size=resolved["shuffle_block_size"], partition_algo=self.partition_algo,
+            sampling_method=self.sampling_method, sampling_granularity=self.sampling_granularity,
+            initial_physical_nodes=resolved["initial_physical_nodes"], compact=True)[world.node]
+
     def _node_work(self, epoch: int, sample_in_epoch: int, resolved: dict[str, Any], workers_per_rank: int) -> np.ndarray:
         """This node's part of the epoch's order, ``(ranks, workers, batches, batch)`` with ``-1``
-        padding: computed by the node's first process, mapped by the others."""
+        padding: computed by the node's first process, mapped by the others. The process that
+        computes it then prepares the next epoch's in the background."""
         key = self._order_key(epoch, sample_in_epoch, resolved, workers_per_rank)
         if self._work_key != key:
-            world = self._parallel_rank_world
+            computed = False
 
             def compute() -> np.ndarray:
-                return generate_work(
-                    self.batching_method, self._weighted, epoch=epoch, sample_in_epoch=sample_in_epoch,
-                    world=(world.num_nodes, world.ranks_per_node, workers_per_rank), batch_size=self.batch_size,
-                    num_canonical_nodes=resolved["num_canonical_nodes"], seed=resolved["shuffle_seed"],
-                    shuffle=self.shuffle, shuffle_algo=self.shuffle_algo,
-                    shuffle_block_size=resolved["shuffle_block_size"], partition_algo=self.partition_algo,
-                    sampling_method=self.sampling_method, sampling_granularity=self.sampling_granularity,
-                    initial_physical_nodes=resolved["initial_physical_nodes"], compact=True)[world.node]
+                nonlocal computed
+                computed = True
+                return self._compute_work(epoch, sample_in_epoch, resolved, workers_per_rank)
 
             self._work = None  # (the previous epoch's order is not needed while this one is made)
             self._work = self._orders.get(key, epoch, compute)
             self._work_key = key
+            if computed and self.epoch_size >= _PREPARE_AHEAD_SAMPLES:
+                self._prepare_next_work(epoch + 1, resolved, workers_per_rank)
         assert self._work is not None
         return self._work
+
+    def _prepare_next_work(self, epoch: int, resolved: dict[str, Any], workers_per_rank: int) -> None:
+        """Has this node's order of `epoch` made now, on a background thread, as the epoch will
+        begin (from its start, unless a state dict is loaded: then it is made when needed). Where
+        this process ends first (a DataLoader worker that is not persistent), whoever begins the
+        epoch makes it."""
+        key = self._order_key(epoch, 0, resolved, workers_per_rank)
+        self._preparing = threading.Thread(
+            target=self._orders.prepare, name="mds-loader-next-order", daemon=True,
+            args=(key, epoch, lambda: self._compute_work(epoch, 0, resolved, workers_per_rank)))
+        self._preparing.start()
 
     def _begin_iteration(self) -> np.ndarray:
         """Starts an epoch (or resumes one) in this worker; returns the worker's sample ids."""

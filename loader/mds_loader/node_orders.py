@@ -153,14 +153,38 @@ class NodeOrders:
             lock.release()
         raise RuntimeError(f"could not hold {path}: it keeps being removed")
 
+    def _name(self, key: Mapping[str, Any], epoch: int) -> tuple[str, str]:
+        name = f"{int(epoch):010d}.{_digest(dict(key, epoch=epoch))}"
+        return name, os.path.join(self.directory, name + _SUFFIX)
+
+    def prepare(self, key: Mapping[str, Any], epoch: int, compute: Callable[[], np.ndarray]) -> bool:
+        """Computes and publishes the order for ``key`` and ``epoch`` ahead of its use, unless it
+        exists or another process of the node is making it (then returns False at once). For a
+        background thread: nothing waits for it, and if its process dies first, whoever needs
+        the order computes it."""
+        self._hold()
+        name, path = self._name(key, epoch)
+        lock = FileLock(os.path.join(self.directory, name + ".lock"))
+        try:
+            if os.path.exists(path) or not lock.try_acquire():
+                return False
+            if os.path.exists(path):
+                return False
+            self._publish(path, name, compute())
+            return True
+        except OSError as exc:  # e.g. the directory was swept as the process exits
+            log.debug("the sample order of epoch %d was not prepared ahead (%s): it is made when needed", epoch, exc)
+            return False
+        finally:
+            lock.release()
+
     def get(self, key: Mapping[str, Any], epoch: int, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The order for ``key`` (every input it depends on, JSON-serializable) and ``epoch``:
         mapped read-only from this node's file, computed by ``compute`` and published first if
         no process of the node has done it yet. Where the file cannot be written (a full disk),
         the computed array itself."""
         self._hold()
-        name = f"{int(epoch):010d}.{_digest(dict(key, epoch=epoch))}"
-        path = os.path.join(self.directory, name + _SUFFIX)
+        name, path = self._name(key, epoch)
         mapped = _map(path)
         if mapped is not None:
             return mapped

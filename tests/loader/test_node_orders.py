@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,38 @@ def test_dataloader_workers_share_one_computation(tabular, orders_root, tmp_path
     del loader, ds
     gc.collect()
     assert not list(orders_root.glob("*/*"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_next_epoch_is_prepared_in_the_background(tabular, orders_root, tmp_path, monkeypatch, workers):
+    """The process that makes an epoch's order makes the next one's on a background thread (the
+    main process, or a persistent worker); the next epoch maps it, computed once, and its batches
+    are the order's."""
+    log = tmp_path / "computed"
+    original = dataset_module.generate_work
+
+    def counted(*args, **kwargs):
+        with open(log, "a") as f:
+            f.write(f"{kwargs['epoch']}:{threading.current_thread().name}\n")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "generate_work", counted)  # (workers are forked)
+    monkeypatch.setattr(dataset_module, "_PREPARE_AHEAD_SAMPLES", 0)
+    ds = StreamingDataset(local=str(tabular), columns=["id"], batch_size=8, shuffle=True, shuffle_seed=3)
+    loader = StreamingDataLoader(ds, batch_size=8, num_workers=workers, persistent_workers=workers > 0)
+    first = [b["id"].tolist() for b in loader]
+    if workers == 0:
+        ds._preparing.join()
+        assert log.read_text().split() == ["0:MainThread", "1:mds-loader-next-order"]
+        assert len(list(orders_root.glob("*/0000000001.*.npy"))) == 1
+    second = [b["id"].tolist() for b in loader]
+    made = [line.split(":") for line in log.read_text().split()]
+    assert [e for e, _ in made if e in "01"] == ["0", "1"]  # (epoch 2's may be under way)
+    for epoch, batches in enumerate([first, second]):
+        work = original("random", ds._weighted, epoch=epoch, sample_in_epoch=0, world=(1, 1, max(workers, 1)),
+                        batch_size=8, num_canonical_nodes=1, seed=3, shuffle=True, shuffle_algo="py1e",
+                        shuffle_block_size=resolve_shuffle_block_size(None, 1))
+        assert batches == [b.tolist() for b in rank_batches(work, 0, 0, 8)]
 
 
 RESUME = """

@@ -14,7 +14,6 @@ samples.
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Optional, Sequence, Union

@@ -250,6 +250,6 @@ class BatchEngine:
 
     def raw_bytes_per_sample(self) -> int:
         """The streams' average stored (uncompressed) bytes per sample, at least 1."""
-        shards = [sh for st in self._streams for sh in st.index.shards]
-        samples = sum(sh.samples for sh in shards)
-        return max(1, sum(sh.raw_data.bytes for sh in shards) // max(1, samples))
+        samples = sum(int(st.index.samples_per_shard.sum()) for st in self._streams)
+        stored = sum(int(st.index.raw_bytes_per_shard.sum()) for st in self._streams)
+        return max(1, stored // max(1, samples))

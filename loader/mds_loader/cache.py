@@ -39,6 +39,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from .errors import MDSChecksumError, MDSFormatError, MDSSchemaError
 from .format.hashing import get_hash, verify_hash
 from .format.index import ShardEntry
@@ -58,6 +60,25 @@ class _Shard:
     stream: int  # index of the stream
     index: int  # index of the shard in its stream's index.json
     entry: ShardEntry
+
+
+class _Shards(Sequence[_Shard]):
+    """The shards of several streams, numbered globally (streams concatenated in order), made
+    on access: a stream's index may hold 100,000 entries that this process never reads."""
+
+    def __init__(self, streams: Sequence[Stream]) -> None:
+        self._streams = list(streams)
+        self._ends = np.cumsum([len(st.index.shards) for st in self._streams], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, g: int) -> _Shard:  # type: ignore[override]
+        if not 0 <= g < len(self):
+            raise IndexError(f"shard {g} out of range ({len(self)} shards)")
+        s = int(np.searchsorted(self._ends, g, side="right"))
+        k = g - (int(self._ends[s - 1]) if s else 0)
+        return _Shard(s, k, self._streams[s].index.shards[k])
 
 
 def _has(path: str, size: int) -> bool:
@@ -167,10 +188,8 @@ class ShardCache:
         self.allow_unsafe_types = allow_unsafe_types
         self.max_open = max(1, max_open)
         self.download_threads = max(1, download_threads)
-        self.shards: list[_Shard] = [
-            _Shard(s, k, entry) for s, stream in enumerate(self.streams) for k, entry in enumerate(stream.index.shards)
-        ]
-        self._lock_names = [_lock_name(shard.entry) for shard in self.shards]
+        self.shards = _Shards(self.streams)
+        self._lock_names: dict[int, str] = {}
         cached_dirs = sorted({st.local_dir for st in self.streams if not st.is_local})
         self._cache_lock_path = (
             os.path.join(cached_dirs[0], _LOCK_DIR,
@@ -221,8 +240,14 @@ class ShardCache:
         """Where shard ``g``'s raw (decompressed) file is, or will be, on local disk."""
         return self._path(g, self.shards[g].entry.raw_data.basename)
 
+    def _lock_name(self, g: int) -> str:
+        name = self._lock_names.get(g)
+        if name is None:
+            name = self._lock_names[g] = _lock_name(self.shards[g].entry)
+        return name
+
     def _lock_path(self, g: int) -> str:
-        return os.path.join(self._stream(g).local_dir, _LOCK_DIR, self._lock_names[g])
+        return os.path.join(self._stream(g).local_dir, _LOCK_DIR, self._lock_name(g))
 
     # ------------------------------------------------------------------ preparing
 
@@ -351,7 +376,7 @@ class ShardCache:
         # The lock lives in the temp directory: a local dataset gets no bookkeeping files.
         local_dir = os.path.realpath(self._stream(g).local_dir)
         lock_path = os.path.join(tempfile.gettempdir(), "mds-loader", "locks",
-                                 hashlib.blake2s(local_dir.encode(), digest_size=8).hexdigest(), self._lock_names[g])
+                                 hashlib.blake2s(local_dir.encode(), digest_size=8).hexdigest(), self._lock_name(g))
         try:
             held = _lock_unless(FileLock(lock_path), lambda: _has(raw_path, raw.bytes))
         except OSError:  # no usable temp directory: every process decompresses for itself
@@ -646,9 +671,9 @@ class ShardCache:
         dynamic = any(e.dynamic_ndarray for e in first.encodings)
         if dynamic and (natural or index.fields is None):
             offset = sum(len(st.index.shards) for st in self.streams[:s])
-            nonempty = next((k for k, sh in enumerate(index.shards) if sh.samples), None)
-            if nonempty is not None:
-                g = offset + nonempty
+            nonempty = np.flatnonzero(index.samples_per_shard)
+            if nonempty.size:
+                g = offset + int(nonempty[0])
                 for attempt in range(3):
                     try:
                         reader = ShardReader(self.prepare(g), self.shards[g].entry, allow_unsafe_types=False)

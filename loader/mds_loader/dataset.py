@@ -257,7 +257,7 @@ class StreamingDataset(IterableDataset):
                 stream.storage_options = storage_options
             stream.load_index()
 
-        specs = [StreamSpec([s.samples for s in st.index.shards], st.proportion, st.repeat, st.choose)
+        specs = [StreamSpec(st.index.samples_per_shard, st.proportion, st.repeat, st.choose)
                  for st in self.streams]
         self._weighted, self.epoch_size = apply_weights(specs, epoch_size, shuffle_seed)
         for stream, weighted in zip(self.streams, self._weighted):
@@ -272,8 +272,7 @@ class StreamingDataset(IterableDataset):
         _check_order_memory(self.epoch_size, self.num_samples, self.streams)
 
         if self.cache_limit is not None:
-            biggest = max((sh.raw_data.bytes + (sh.zip_data.bytes if sh.zip_data else 0)
-                           for st in self.streams for sh in st.index.shards), default=0)
+            biggest = max((int(st.index.stored_bytes_per_shard.max()) for st in self.streams if st.index.shards), default=0)
             if self.cache_limit < 4 * biggest:
                 raise ValueError(f"cache_limit ({self.cache_limit} bytes) is too low: it must be at least 4 times the "
                                  f"largest shard ({biggest} bytes raw + compressed)")

@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import MDSConfigError
 from .format.index import INDEX_BASENAME, Index, load_index, parse_index
+from .index_cache import load_index_shared
 from .locks import FileLock
 from .storage import RemoteStore, is_remote, join_url, local_path, write_file_atomic
 
@@ -203,7 +204,7 @@ class Stream:
                 raise FileNotFoundError(f"{local_dir}: the dataset directory does not exist")
             if not os.path.isfile(os.path.join(local_dir, INDEX_BASENAME)):
                 raise FileNotFoundError(f"{local_dir}: no {INDEX_BASENAME} there; it is not an MDS dataset")
-            self._index = load_index(local_dir)
+            self._index = load_index_shared(local_dir)
             return self._index
         path = os.path.join(local_dir, INDEX_BASENAME)
         stamp = os.path.join(local_dir, LOCK_DIR, "index.source")
@@ -228,7 +229,7 @@ class Stream:
                     _drop_changed_shards(local_dir, old, new)
                 write_file_atomic(path, lambda f: f.write(data))
                 write_file_atomic(stamp, lambda f: f.write(identity.encode("utf-8")))
-        self._index = load_index(local_dir)
+        self._index = load_index_shared(local_dir)
         return self._index
 
     def __getstate__(self) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import MDSConfigError, MDSEncodingError, MDSIndexError, MDSPathError, MDSSchemaError
 from .compression import Codec, get_codec
 from .encodings import Encoding, parse_encoding
@@ -226,7 +228,7 @@ class Index:
         source: the file the index was read from (for messages).
     """
 
-    shards: list[ShardEntry]
+    shards: Sequence[ShardEntry]
     fields: list[Field] | None = None
     null_mask: str | None = None
     spark_mds: dict | None = None
@@ -235,13 +237,42 @@ class Index:
     @property
     def num_samples(self) -> int:
         """Total number of samples."""
-        return sum(s.samples for s in self.shards)
+        return int(self.samples_per_shard.sum())
+
+    @property
+    def samples_per_shard(self) -> np.ndarray:
+        """Each shard's sample count (int64), without building entries of a :class:`ShardTable`."""
+        from .shard_table import ShardTable
+
+        if isinstance(self.shards, ShardTable):
+            return self.shards.samples
+        return np.array([s.samples for s in self.shards], np.int64)
+
+    @property
+    def raw_bytes_per_shard(self) -> np.ndarray:
+        """Each shard's raw (uncompressed) file's bytes (int64)."""
+        from .shard_table import ShardTable
+
+        if isinstance(self.shards, ShardTable):
+            return self.shards.raw_bytes
+        return np.array([s.raw_data.bytes for s in self.shards], np.int64)
+
+    @property
+    def stored_bytes_per_shard(self) -> np.ndarray:
+        """Each shard's files' bytes, raw plus compressed (int64)."""
+        from .shard_table import ShardTable
+
+        if isinstance(self.shards, ShardTable):
+            return self.shards.raw_bytes + np.maximum(self.shards.zip_bytes, 0)
+        return np.array([s.raw_data.bytes + (s.zip_data.bytes if s.zip_data else 0) for s in self.shards], np.int64)
 
     def column_mismatch(self) -> str | None:
         """Where the shards' columns differ: a message naming the first shard whose column names
         or encodings are not shard 0's, or None when they all agree (a table, a batch and a Spark
         schema need that; per-sample reading does not)."""
-        if not self.shards:
+        from .shard_table import ShardTable
+
+        if not self.shards or (isinstance(self.shards, ShardTable) and self.shards.num_groups == 1):
             return None
         first = self.shards[0]
         for k, s in enumerate(self.shards[1:], 1):

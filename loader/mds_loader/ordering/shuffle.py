@@ -418,7 +418,8 @@ def _jitter_sort(node_ids: NDArray[np.int64], lengths: NDArray[np.int64],
     # about 1.5 times, in buffers a few blocks in size.
     window = max(_SORT_WINDOW, 2 * high)
     fresh_room = min(count, window + int(lengths.max()))
-    sorter = _WindowSorter(node_ids, min(count, high), fresh_room, high)
+    carry_room = 0 if count <= window else min(count, high)  # one window: nothing is carried
+    sorter = _WindowSorter(node_ids, carry_room, fresh_room, high)
     ramp = np.arange(fresh_room, dtype=np.float64)
     buffer, pending, at = 0, 0, 0
     fresh = sorter.fresh(buffer)

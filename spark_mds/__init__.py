@@ -168,6 +168,14 @@ def register(spark: Any) -> str:
     return "python" if register_python_source(spark) else "jvm"
 
 
+def dataframe_to_mds(dataframe, merge_index: bool = True, mds_kwargs=None, udf_iterable=None, udf_kwargs=None):
+    """mosaicml-streaming's ``dataframe_to_mds``, call for call, written through ``format("mds")``
+    (see :mod:`spark_mds.converters`); returns ``(out_local, out_remote)``."""
+    from .converters import dataframe_to_mds as _convert
+
+    return _convert(dataframe, merge_index, mds_kwargs, udf_iterable, udf_kwargs)
+
+
 def write(df, path: str, mode: str = "errorifexists", *, engine: str = "auto", format: str = "mds", **options) -> None:
     """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode (``errorifexists``, ``ignore``,
     ``append``, ``overwrite``), whichever implementation serves ``format("mds")``; ``options`` are

@@ -27,6 +27,7 @@ Locks are ``flock`` locks, released by the kernel when their process dies.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import os
@@ -64,21 +65,25 @@ class _Shard:
 
 class _Shards(Sequence[_Shard]):
     """The shards of several streams, numbered globally (streams concatenated in order), made
-    on access: a stream's index may hold 100,000 entries that this process never reads."""
+    on first access: a stream's index may hold 100,000 entries that this process never reads."""
 
     def __init__(self, streams: Sequence[Stream]) -> None:
         self._streams = list(streams)
-        self._ends = np.cumsum([len(st.index.shards) for st in self._streams], dtype=np.int64)
+        self._ends = np.cumsum([len(st.index.shards) for st in self._streams], dtype=np.int64).tolist()
+        self._made: dict[int, _Shard] = {}
 
     def __len__(self) -> int:
-        return int(self._ends[-1]) if len(self._ends) else 0
+        return self._ends[-1] if self._ends else 0
 
     def __getitem__(self, g: int) -> _Shard:  # type: ignore[override]
-        if not 0 <= g < len(self):
-            raise IndexError(f"shard {g} out of range ({len(self)} shards)")
-        s = int(np.searchsorted(self._ends, g, side="right"))
-        k = g - (int(self._ends[s - 1]) if s else 0)
-        return _Shard(s, k, self._streams[s].index.shards[k])
+        shard = self._made.get(g)
+        if shard is None:
+            if not 0 <= g < len(self):
+                raise IndexError(f"shard {g} out of range ({len(self)} shards)")
+            s = bisect.bisect_right(self._ends, g)
+            k = g - (self._ends[s - 1] if s else 0)
+            shard = self._made[g] = _Shard(s, k, self._streams[s].index.shards[k])
+        return shard
 
 
 def _has(path: str, size: int) -> bool:

@@ -219,3 +219,20 @@ def test_resume_with_another_number_of_workers(tabular, orders_root, after):
                          world=(1, 1, max(after, 1)), batch_size=8, num_canonical_nodes=2, seed=3, shuffle=True,
                          shuffle_algo="py1e", shuffle_block_size=resolve_shuffle_block_size(None, 2))
     assert rest == [b.tolist() for b in rank_batches(work, 0, 0, 8)]
+
+
+def test_preparing_ahead_never_raises(tmp_path, caplog):
+    """Preparing an order ahead is best effort: a failure (the process exiting under it, its
+    thread pools shut down) is logged at debug level, and whoever needs the order makes it."""
+    orders = NodeOrders("job-p", root=str(tmp_path / "orders"))
+
+    def failing():
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    with caplog.at_level("DEBUG", logger="mds_loader.node_orders"):
+        assert orders.prepare({"k": 1}, 2, failing) is False
+    assert "not prepared ahead" in caplog.text
+    assert orders.prepare({"k": 1}, 2, lambda: np.arange(6)) is True
+    assert orders.prepare({"k": 1}, 2, lambda: np.arange(6)) is False  # there already
+    np.testing.assert_array_equal(orders.get({"k": 1}, 2, failing), np.arange(6))
+    orders.close()

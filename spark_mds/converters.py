@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 #: ``MDSWriter``'s arguments (mosaicml-streaming 0.13.0); ``storage_options`` is ours.
 _WRITER_ARGS = frozenset({"out", "columns", "compression", "hashes", "size_limit", "keep_local", "progress_bar",
                           "max_workers", "retry", "exist_ok", "storage_options"})
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 #: Rows per Arrow batch that the sample conversion emits.
 _BATCH_ROWS = 1024
 
@@ -111,10 +109,10 @@ def _split_out(out: Any) -> tuple[str, str]:
         return os.fspath(out[0]), os.fspath(out[1])
     if not isinstance(out, (str, os.PathLike)):
         raise ValueError(f"`out` must be a path, a URL or a (local, remote) pair of them, got {out!r}")
+    from mds_loader.storage import is_remote, local_path
+
     text = os.fspath(out)
-    if _URL.match(text) and not text.startswith("file://"):
-        return "", text
-    return text[len("file://"):] if text.startswith("file://") else text, ""
+    return ("", text) if is_remote(text) else (local_path(text), "")
 
 
 def _write_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:

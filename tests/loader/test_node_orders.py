@@ -131,27 +131,42 @@ def test_old_epochs_are_removed(tmp_path):
     orders.close()
 
 
-def test_dataloader_workers_share_one_computation(tabular, orders_root, tmp_path, monkeypatch):
-    """Two DataLoader workers: one computes each epoch's order, the other maps it; the batches
-    are those the order gives; the files go when the dataset does."""
-    log = tmp_path / "computed"
+def _log_order_computations(monkeypatch, log: Path) -> None:
+    """Appends ``<epoch>:<thread name>`` to `log` for every order the dataset computes (forked
+    DataLoader workers inherit the patch)."""
     original = dataset_module.generate_work
 
     def counted(*args, **kwargs):
         with open(log, "a") as f:
-            f.write(f"{kwargs['epoch']}\n")
+            f.write(f"{kwargs['epoch']}:{threading.current_thread().name}\n")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(dataset_module, "generate_work", counted)  # (workers are forked)
+    monkeypatch.setattr(dataset_module, "generate_work", counted)
+
+
+def _computed_epochs(log: Path) -> list[str]:
+    return [line.split(":")[0] for line in log.read_text().split()]
+
+
+def _order_batches(ds: StreamingDataset, epoch: int, workers: int) -> list[list[int]]:
+    """The batches of rank 0 that generate_work gives for `epoch` (the fixtures' settings)."""
+    work = generate_work("random", ds._weighted, epoch=epoch, sample_in_epoch=0, world=(1, 1, max(workers, 1)),
+                         batch_size=8, num_canonical_nodes=1, seed=3, shuffle=True, shuffle_algo="py1e",
+                         shuffle_block_size=resolve_shuffle_block_size(None, 1))
+    return [b.tolist() for b in rank_batches(work, 0, 0, 8)]
+
+
+def test_dataloader_workers_share_one_computation(tabular, orders_root, tmp_path, monkeypatch):
+    """Two DataLoader workers: one computes each epoch's order, the other maps it; the batches
+    are those the order gives; the files go when the dataset does."""
+    log = tmp_path / "computed"
+    _log_order_computations(monkeypatch, log)
     ds = StreamingDataset(local=str(tabular), columns=["id"], batch_size=8, shuffle=True, shuffle_seed=3)
     loader = StreamingDataLoader(ds, batch_size=8, num_workers=2)
     epochs = [[b["id"].tolist() for b in loader] for _ in range(2)]
-    assert log.read_text().split() == ["0", "1"]
+    assert _computed_epochs(log) == ["0", "1"]
     for epoch, batches in enumerate(epochs):
-        work = original("random", ds._weighted, epoch=epoch, sample_in_epoch=0, world=(1, 1, 2), batch_size=8,
-                        num_canonical_nodes=1, seed=3, shuffle=True, shuffle_algo="py1e",
-                        shuffle_block_size=resolve_shuffle_block_size(None, 1))
-        assert batches == [b.tolist() for b in rank_batches(work, 0, 0, 8)]
+        assert batches == _order_batches(ds, epoch, 2)
     assert len(list(orders_root.glob("*/*.npy"))) == 2
     del loader, ds
     gc.collect()
@@ -164,14 +179,7 @@ def test_the_next_epoch_is_prepared_in_the_background(tabular, orders_root, tmp_
     main process, or a persistent worker); the next epoch maps it, computed once, and its batches
     are the order's."""
     log = tmp_path / "computed"
-    original = dataset_module.generate_work
-
-    def counted(*args, **kwargs):
-        with open(log, "a") as f:
-            f.write(f"{kwargs['epoch']}:{threading.current_thread().name}\n")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(dataset_module, "generate_work", counted)  # (workers are forked)
+    _log_order_computations(monkeypatch, log)
     monkeypatch.setattr(dataset_module, "_PREPARE_AHEAD_SAMPLES", 0)
     ds = StreamingDataset(local=str(tabular), columns=["id"], batch_size=8, shuffle=True, shuffle_seed=3)
     loader = StreamingDataLoader(ds, batch_size=8, num_workers=workers, persistent_workers=workers > 0)
@@ -181,13 +189,9 @@ def test_the_next_epoch_is_prepared_in_the_background(tabular, orders_root, tmp_
         assert log.read_text().split() == ["0:MainThread", "1:mds-loader-next-order"]
         assert len(list(orders_root.glob("*/0000000001.*.npy"))) == 1
     second = [b["id"].tolist() for b in loader]
-    made = [line.split(":") for line in log.read_text().split()]
-    assert [e for e, _ in made if e in "01"] == ["0", "1"]  # (epoch 2's may be under way)
-    for epoch, batches in enumerate([first, second]):
-        work = original("random", ds._weighted, epoch=epoch, sample_in_epoch=0, world=(1, 1, max(workers, 1)),
-                        batch_size=8, num_canonical_nodes=1, seed=3, shuffle=True, shuffle_algo="py1e",
-                        shuffle_block_size=resolve_shuffle_block_size(None, 1))
-        assert batches == [b.tolist() for b in rank_batches(work, 0, 0, 8)]
+    assert [e for e in _computed_epochs(log) if e in "01"] == ["0", "1"]  # (epoch 2's may be under way)
+    assert first == _order_batches(ds, 0, workers)
+    assert second == _order_batches(ds, 1, workers)
 
 
 RESUME = """

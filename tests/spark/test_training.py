@@ -1,8 +1,6 @@
-"""The training integrations users run, in the suite: Spark's TorchDistributor trains DDP (gloo)
-for an epoch on a dataset written by format("mds"), and a Lightning Trainer checkpointed in the
-middle of an epoch resumes with the uninterrupted run's batches (Lightning saves and restores the
-StreamingDataLoader's state). Each rank's samples are the order's (generate_work, which the
-ordering tests hold to the reference's)."""
+"""Spark's TorchDistributor trains DDP (gloo) for an epoch on a dataset written by format("mds"),
+on every Spark line the suite runs; each rank's samples are the order's (generate_work, which the
+ordering tests hold to the reference's). (Lightning: tests/loader/test_lightning.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from pyspark import cloudpickle
 
@@ -82,56 +79,3 @@ def test_torch_distributor_trains_on_spark_written_mds(spark, mds_dataset, tmp_p
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert seen == _expected(mds_dataset, 2, workers)
     assert sorted(x for rank in seen for b in rank for x in b) == list(range(200))
-
-
-LIGHTNING = r'''
-import json, sys
-import lightning as L
-import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from mds_loader import StreamingDataLoader, StreamingDataset
-
-path, workers, ckpt_dir, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-
-class Model(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.layer = torch.nn.Linear(4, 2)
-        self.seen = []
-    def training_step(self, batch, i):
-        self.seen.append(batch["id"].tolist())
-        return torch.nn.functional.cross_entropy(self.layer(batch["features"]), batch["label"].long())
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-class Stop(Callback):  # the run is cut after 7 steps: the last checkpoint is mid-epoch
-    def on_train_batch_end(self, trainer, *args):
-        if mode == "cut" and trainer.global_step == 7:
-            trainer.should_stop = True
-
-L.seed_everything(0)
-loader = StreamingDataLoader(StreamingDataset(local=path, batch_size=8, shuffle=True, shuffle_seed=17),
-                             batch_size=8, num_workers=workers)
-model = Model()
-trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, num_sanity_val_steps=0,
-                    callbacks=[Stop(), ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=5, save_top_k=-1)])
-trainer.fit(model, loader, ckpt_path=None if mode != "resume" else f"{ckpt_dir}/epoch=0-step=5.ckpt")
-print(json.dumps(model.seen))
-'''
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_lightning_resumes_mid_epoch(mds_dataset, tmp_path, workers):
-    """Lightning checkpoints the loader's state at step 5 of an epoch of 25; a new process
-    resumed from that checkpoint trains on exactly the batches the uninterrupted run trained on
-    after step 5, through the next epoch."""
-    from support import run_python
-
-    full = run_python(LIGHTNING, str(mds_dataset), str(workers), str(tmp_path / "full"), "full")
-    run_python(LIGHTNING, str(mds_dataset), str(workers), str(tmp_path / "cut"), "cut")
-    resumed = run_python(LIGHTNING, str(mds_dataset), str(workers), str(tmp_path / "cut"), "resume")
-    assert len(full) == 50  # 2 epochs of 25 batches
-    assert full[:25] == _expected(mds_dataset, 1, workers)[0]
-    assert resumed == full[5:]
-    assert np.array_equal(sorted(x for b in full[:25] for x in b), np.arange(200))

@@ -74,7 +74,7 @@ $(STAMPS)/spark-%: tools/make_spark_venv.sh pyproject.toml loader/pyproject.toml
 spark-venvs: $(addprefix $(STAMPS)/spark-,$(SPARK_TEST_VERSIONS))
 
 test: setup ref-venv spark-venvs
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=20
 	$(MAKE) --no-print-directory test-spark35
 
 # The Spark suite (both implementations) on Spark 3.5 with Scala 2.12, in its own venv, and the

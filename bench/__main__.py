@@ -83,6 +83,8 @@ def targets(out_dir: Path) -> list[dict[str, Any]]:
         ("JVM write time vs Parquet", "<= 1.0x", std.get("mds_jvm / parquet (write time)"), lambda x: x <= 1.0, "x the time"),
         ("Spark full scan, MDS vs Parquet", "<= 1.5x", std.get("scan_mds / scan_parquet"), lambda x: x <= 1.5, "x the time"),
         ("fallback write vs dataframe_to_mds", ">= 3x", std.get("dataframe_to_mds / mds_fallback"), lambda x: x >= 3, "x faster"),
+        ("spark_mds.dataframe_to_mds vs the reference's (jar)", ">= 3x",
+         std.get("dataframe_to_mds / spark_mds.dataframe_to_mds"), lambda x: x >= 3, "x faster"),
         ("loader batches vs reference (0 workers)", ">= 50x", _get(cases, "DataLoader, 0 workers", "ratio"), lambda x: x >= 50, "x"),
         ("loader batches vs reference (2 workers)", ">= 50x", _get(cases, "DataLoader, 2 workers", "ratio"), lambda x: x >= 50, "x"),
         ("loader per-sample vs reference", ">= 3x", _get(cases, "per-sample iteration", "ratio"), lambda x: x >= 3, "x"),

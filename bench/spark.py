@@ -23,6 +23,8 @@ the best time counts, medians are reported too):
 * ``dataframe_to_mds``: mosaicml-streaming 0.13.0's converter (``mapInPandas`` + ``MDSWriter``
   per row + ``merge_index``), in its own ``local[2]`` session of a throwaway virtualenv
   (bench/work/venv-dtm: pyspark 4.1.4 + pandas + pyarrow, mosaicml-streaming from .venv-ref);
+* ``spark_mds.dataframe_to_mds``: our drop-in for it, called with the same ``mds_kwargs``, written
+  through the jar;
 * ``python_source_floor``: a Python Data Source Arrow writer that only reads its input: what any
   Python source pays (planning, the JVM-to-Arrow transfer, the commit), the fallback's floor;
 * ``spark_floor``: Spark's ``noop`` sink: producing the rows from the cached DataFrame, what any
@@ -66,6 +68,19 @@ if side == "ours":
     builder = spark_mds.configure(builder)
 spark = builder.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
+
+def mds_columns(schema):  # the reference's mds_kwargs["columns"] (dataframe_to_mds of either library)
+    from pyspark.sql import types as T
+
+    simple = {T.LongType: "int64", T.IntegerType: "int32", T.DoubleType: "float64", T.StringType: "str",
+              T.BinaryType: "bytes"}
+    cols = {}
+    for f in schema.fields:
+        if isinstance(f.dataType, T.ArrayType):
+            cols[f.name] = "ndarray:" + simple[type(f.dataType.elementType)]
+        else:
+            cols[f.name] = simple[type(f.dataType)]
+    return cols
 
 def frame(variant, n):
     base = spark.range(0, n, numPartitions=partitions)
@@ -117,6 +132,13 @@ if side == "ours":
     ops["mds_jvm (no compression)"] = lambda df, p: df.write.format("mds").mode("overwrite").option("compression", "none").save(p)
     ops["mds_fallback (no compression)"] = lambda df, p: df.write.format("mds_fallback").mode("overwrite").option("compression", "none").save(p)
     ops["parquet (no compression)"] = lambda df, p: df.write.mode("overwrite").option("compression", "none").parquet(p)
+
+    def spark_mds_dtm(df, p):  # the reference's call, through the jar
+        shutil.rmtree(p, ignore_errors=True)
+        spark_mds.dataframe_to_mds(df, merge_index=True, mds_kwargs={"out": p, "columns": mds_columns(df.schema),
+                                                                     "compression": "zstd"})
+
+    ops["spark_mds.dataframe_to_mds"] = spark_mds_dtm
     scans = {
         "scan_mds": lambda v, d: noop(spark.read.format("mds").load(d["mds_jvm"])),
         "scan_parquet": lambda v, d: noop(spark.read.parquet(d["parquet"])),
@@ -125,18 +147,6 @@ if side == "ours":
     }
 else:
     from streaming.base.converters import dataframe_to_mds
-    from pyspark.sql import types as T
-
-    def mds_columns(schema):
-        simple = {T.LongType: "int64", T.IntegerType: "int32", T.DoubleType: "float64", T.StringType: "str",
-                  T.BinaryType: "bytes"}
-        cols = {}
-        for f in schema.fields:
-            if isinstance(f.dataType, T.ArrayType):
-                cols[f.name] = "ndarray:" + simple[type(f.dataType.elementType)]
-            else:
-                cols[f.name] = simple[type(f.dataType)]
-        return cols
 
     def dtm(df, p, compression="zstd"):
         shutil.rmtree(p, ignore_errors=True)
@@ -303,6 +313,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
                 ratios[key + " (medians)"] = r[a]["median_seconds"] / r[b]["median_seconds"]
 
         ratio("dataframe_to_mds / mds_jvm", "dataframe_to_mds", "mds_jvm")
+        ratio("dataframe_to_mds / spark_mds.dataframe_to_mds", "dataframe_to_mds", "spark_mds.dataframe_to_mds")
         ratio("dataframe_to_mds / mds_fallback", "dataframe_to_mds", "mds_fallback")
         ratio("mds_jvm / parquet (write time)", "mds_jvm", "parquet")
         ratio("mds_fallback / python_source_floor", "mds_fallback", "python_source_floor")
@@ -329,7 +340,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
     print(f"Spark write/scan, {args.master}, {args.partitions} partitions, zstd, best of {args.repeat} interleaved rounds")
     for variant, r in results.items():
         print(f"  {variant} ({r['rows']:,} rows)")
-        for name in ("mds_jvm", "mds_fallback", "dataframe_to_mds", "parquet", "python_source_floor", "spark_floor",
+        for name in ("mds_jvm", "spark_mds.dataframe_to_mds", "mds_fallback", "dataframe_to_mds", "parquet", "python_source_floor", "spark_floor",
                      "mds_jvm (no compression)", "mds_fallback (no compression)", "dataframe_to_mds (no compression)",
                      "parquet (no compression)", "scan_mds", "scan_parquet", "scan_mds_pruned", "scan_parquet_pruned"):
             if name in r:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import IMAGES, QUICK_RESULTS, RESULTS, read_result, rel, write_result
+from bench.common import IMAGES, QUICK_RESULTS, RESULTS, read_result, write_result
 
 BENCHMARKS = ("spark", "loader", "startup", "decode", "remote", "scale")
 

@@ -47,7 +47,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, ROOT, WORK, dtm_python, machine, rel, summarize, write_result
+from bench.common import RESULTS, ROOT, WORK, dtm_python, machine, summarize, write_result
 
 VARIANTS = ("standard", "image", "wide")
 

@@ -22,9 +22,8 @@ import zipfile
 
 import numpy as np
 
-from .format.index import INDEX_BASENAME, Index, decode_index_json, parse_index
+from .format.index import INDEX_BASENAME, Index, decode_index_json, index_with_schema, parse_index
 from .format.shard_table import ShardTable
-from .format.schema import parse_spark_mds
 
 __all__ = ["cache_dir", "load_index_shared"]
 
@@ -59,8 +58,7 @@ def load_index_shared(directory: str) -> Index:
     loaded = _load(cached)
     if loaded is not None:
         table, spark_mds = loaded
-        fields, null_mask = parse_spark_mds(spark_mds, path) if spark_mds is not None else (None, None)
-        return Index(table, fields, null_mask, spark_mds, path)
+        return index_with_schema(table, spark_mds, path)
     index = parse_index(decode_index_json(data, path), path)
     try:
         _store(cached, index)
@@ -95,7 +93,7 @@ def _load(path: str) -> tuple[ShardTable, dict | None] | None:
 def _store(path: str, index: Index) -> None:
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    table = index.shards if isinstance(index.shards, ShardTable) else ShardTable.of(index.shards)
+    table = ShardTable.of(index.shards)  # (a parsed index: its entries are a list)
     arrays = table.to_arrays()
     arrays["spark_mds"] = np.frombuffer(json.dumps(index.spark_mds).encode("utf-8"), np.uint8)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")

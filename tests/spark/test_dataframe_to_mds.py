@@ -147,6 +147,20 @@ def test_out_forms():
         _split_out(("a", "b", "c"))
 
 
+def test_pair_out_writes_the_remote_and_keeps_a_local_copy(spark, tmp_path):
+    """``out=(local, remote)``: the dataset is written to the remote (here a ``file:`` URL), and
+    ``keep_local`` leaves the same files in ``local``; the result is the pair."""
+    df = spark.range(50, numPartitions=2).selectExpr("id", "cast(id AS string) AS text")
+    local, remote = str(tmp_path / "local"), (tmp_path / "remote").as_uri()
+    result = dataframe_to_mds(df, mds_kwargs={"out": (local, remote), "columns": {"id": "int64", "text": "str"},
+                                              "keep_local": True})
+    assert result == (local, remote)
+    assert read_index(local) == read_index(str(tmp_path / "remote"))
+    kept = sorted(p.name for p in (tmp_path / "local").iterdir())
+    written = sorted(p.name for p in (tmp_path / "remote").iterdir() if not p.name.startswith("."))
+    assert kept == written and "index.json" in kept
+
+
 def test_errors_name_what_to_fix(spark, tmp_path):
     df = spark.range(5).selectExpr("id", "cast(id AS string) AS text")
     out = str(tmp_path / "ds")

@@ -320,7 +320,11 @@ def parse_index(obj: Any, source: str = INDEX_BASENAME) -> Index:
             if info.basename in seen:
                 raise MDSIndexError(f"{source}: shard {i} names {info.basename!r}, already used by shard {seen[info.basename]}")
             seen[info.basename] = i
-    spark_mds = obj.get("spark_mds")
+    return index_with_schema(shards, obj.get("spark_mds"), source)
+
+
+def index_with_schema(shards: Sequence[ShardEntry], spark_mds: Any, source: str) -> Index:
+    """The :class:`Index` of validated `shards` and the raw ``spark_mds`` value (validated here)."""
     fields, null_mask = (None, None)
     if spark_mds is not None:
         fields, null_mask = parse_spark_mds(spark_mds, source)

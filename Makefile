@@ -73,14 +73,18 @@ $(STAMPS)/spark-%: tools/make_spark_venv.sh pyproject.toml loader/pyproject.toml
 
 spark-venvs: $(addprefix $(STAMPS)/spark-,$(SPARK_TEST_VERSIONS))
 
+# Two pytest processes (the machine's cores; most tests wait on Spark or child processes), each test
+# file kept on one of them so that its fixtures are set up once: about 1.5x faster than one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: setup ref-venv spark-venvs
-	$(PY) -m pytest tests --durations=20
+	$(PY) -m pytest tests $(PYTEST_ARGS) --durations=20
 	$(MAKE) --no-print-directory test-spark35
 
 # The Spark suite (both implementations) on Spark 3.5 with Scala 2.12, in its own venv, and the
 # mapInArrow path that serves Spark 3.5 without the jar.
 test-spark35: setup $(STAMPS)/spark-$(SPARK35)
-	.venv-spark/$(SPARK35)/bin/python -m pytest tests/spark tests/fallback/test_arrow_jobs.py tests/fallback/test_compat_units.py
+	.venv-spark/$(SPARK35)/bin/python -m pytest tests/spark tests/fallback/test_arrow_jobs.py tests/fallback/test_compat_units.py $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) examples/quickstart.py

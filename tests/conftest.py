@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,13 @@ def ref_python() -> Path:
     if not python.exists():
         pytest.fail(f"the reference virtualenv is missing at {REF_VENV}; run `make ref-venv`")
     return python
+
+
+@pytest.fixture
+def short_tmpdir():
+    """A fresh directory with a short path, for a child process's TMPDIR: multiprocessing puts
+    AF_UNIX sockets there (torch shares tensors through them), whose paths may not exceed 107
+    bytes, which pytest's tmp_path can (under pytest-xdist it is longer still)."""
+    path = tempfile.mkdtemp(prefix="mds-t", dir="/tmp")
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)

@@ -115,15 +115,14 @@ print(json.dumps({"fingerprint": fingerprint(epochs), "batches": [len(e) for e i
 
 
 @pytest.mark.parametrize("local", ["given", "default"])
-def test_two_jobs_share_one_cache(s3, data, tmp_path, local):
+def test_two_jobs_share_one_cache(s3, data, tmp_path, short_tmpdir, local):
     """Two training processes (2 DataLoader workers each) on the same remote and cache directory
     at the same time, with a cache_limit of half the dataset: both get exactly the local
     dataset's batches. With local omitted both use the default per-remote cache directory."""
     expected = run_epochs(StreamingDataLoader(StreamingDataset(local=str(data["local"]), **KWARGS), batch_size=25,
                                               num_workers=2), 2)
     cache = str(tmp_path / "cache") if local == "given" else ""
-    env = {"TMPDIR": str(tmp_path / "tmp")}
-    os.makedirs(env["TMPDIR"])
+    env = {"TMPDIR": str(short_tmpdir)}
     args = (data["url"], cache, json.dumps(s3.storage_options), str(data["bytes"] // 2), json.dumps(KWARGS))
     jobs = [_spawn(TRAINER, *args, env=env) for _ in range(2)]
     try:
@@ -136,7 +135,7 @@ def test_two_jobs_share_one_cache(s3, data, tmp_path, local):
         assert result["batches"] == [len(e) for e in expected]
     if local == "default":
         assert results[0]["local"] == results[1]["local"]
-        assert results[0]["local"].startswith(str(tmp_path / "tmp" / "mds-loader" / "cache"))
+        assert results[0]["local"].startswith(str(short_tmpdir / "mds-loader" / "cache"))
 
 
 def test_rewritten_dataset_is_not_read_from_stale_files(s3, tmp_path, monkeypatch):

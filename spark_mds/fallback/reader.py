@@ -24,6 +24,7 @@ from .compat import DataSourceReader, InputPartition
 from .dataset import check_same_columns, index_where, ndarray_infos, read_index, shard_files
 from .layout import check_arrow_transferable, dataset_spark_schema, spark_arrow_type, type_sql
 from .options import ReadOptions, parse_storage_options
+from .partitions import Partitioning
 from .storage import open_store
 
 __all__ = ["MdsInputPartition", "MdsReader", "infer_schema", "plan_partitions", "default_parallelism"]
@@ -51,33 +52,40 @@ def infer_schema(path: str, options: Mapping[str, str] | None = None) -> StructT
     schema = dataset_spark_schema(snap.index, infos, index_where(store))
     for f in schema.fields:
         check_arrow_transferable(f.name, f.dataType, reading=True)
-    return schema
+    # A partitioned dataset: its partition columns follow the data columns, as in Spark's file sources.
+    return StructType(schema.fields + Partitioning.of(snap.index, index_where(store)).schema.fields)
 
 
 class MdsInputPartition(InputPartition):
-    """One read task: a group of consecutive shards (their index entries)."""
+    """One read task: a group of consecutive shards (their index entries) of one partition
+    directory, and that directory's partition values (empty if the dataset is not partitioned)."""
 
-    def __init__(self, shards: list[ShardEntry]) -> None:
+    def __init__(self, shards: list[ShardEntry], values: tuple = ()) -> None:
         self.shards = shards
+        self.values = values
 
 
-def plan_partitions(shards: Sequence[ShardEntry], max_partition_bytes: int, parallelism: int) -> list[MdsInputPartition]:
+def plan_partitions(shards: Sequence[ShardEntry], max_partition_bytes: int, parallelism: int,
+                    values: Sequence[tuple] | None = None) -> list[MdsInputPartition]:  # fmt: skip
     """One input partition per shard, small shards grouped, like the JVM source and Spark's file
     sources: a group is cut before it would exceed ``min(max_partition_bytes, max(4 MiB,
-    total / parallelism))`` stored bytes."""
+    total / parallelism))`` stored bytes, and where the shards' partition ``values`` change."""
     sizes = [(s.zip_data or s.raw_data).bytes for s in shards]
+    values = values if values is not None else [()] * len(shards)
     target = min(max_partition_bytes, max(_MIN_PARTITION_BYTES, sum(sizes) // max(1, parallelism)))
     groups: list[MdsInputPartition] = []
     cur: list[ShardEntry] = []
+    cur_values: tuple = ()
     size = 0
-    for shard, n in zip(shards, sizes):
-        if cur and size + n > target:
-            groups.append(MdsInputPartition(cur))
+    for shard, n, v in zip(shards, sizes, values):
+        if cur and (size + n > target or v != cur_values):
+            groups.append(MdsInputPartition(cur, cur_values))
             cur, size = [], 0
         cur.append(shard)
+        cur_values = v
         size += n
     if cur:
-        groups.append(MdsInputPartition(cur))
+        groups.append(MdsInputPartition(cur, cur_values))
     return groups
 
 
@@ -116,11 +124,17 @@ class MdsReader(DataSourceReader):
         self.store = store  # travels to the read tasks (a remote store as its URL and options)
         self.location = store.location
         self.validate_hash = opts.validate_hash
-        self.schema = schema
         for f in schema.fields:
             check_arrow_transferable(f.name, f.dataType, reading=True)
-        self.target = pa.schema([pa.field(f.name, spark_arrow_type(f.dataType), f.nullable) for f in schema.fields])
         snap = read_index(store)
+        parts = Partitioning.of(snap.index, index_where(store)) if snap.index is not None else Partitioning(StructType([]))
+        # The partition columns asked for: (position in the schema, position among the partition values).
+        self.partition_fields = [(i, parts.names.index(f.name)) for i, f in enumerate(schema.fields) if f.name in parts.names]
+        self.partition_types = {i: parts.arrow_type(schema.fields[i].name) for i, _ in self.partition_fields}
+        data_fields = [f for f in schema.fields if f.name not in parts.names]
+        self.schema = schema
+        self.target = pa.schema([pa.field(f.name, spark_arrow_type(f.dataType), f.nullable) for f in schema.fields])
+        self.data_target = pa.schema([pa.field(f.name, spark_arrow_type(f.dataType), f.nullable) for f in data_fields])
         self.partitions_ = []  # a path without index.json (an empty catalog location) reads as empty
         self.read_schema = ReadSchema([], None)
         self.fixed_binary: dict[int, int] = {}
@@ -138,7 +152,7 @@ class MdsReader(DataSourceReader):
             dataset, sizes = ReadSchema([], None), {}
         by_name = {c.name: c for c in dataset.columns}
         columns = []
-        for i, f in enumerate(schema.fields):
+        for i, f in enumerate(data_fields):
             c = by_name.get(f.name) or next((x for x in dataset.columns if x.name.lower() == f.name.lower()), None)
             if c is None:
                 if not index.shards:
@@ -156,7 +170,9 @@ class MdsReader(DataSourceReader):
                 self._check_cast(f.name, c, f.dataType)
             columns.append(c)
         self.read_schema = ReadSchema(columns, dataset.null_mask if index.shards else None)
-        self.partitions_ = plan_partitions(index.shards, opts.max_partition_bytes, parallelism) if index.shards else []
+        where = index_where(store)
+        values = [parts.values_of(s.raw_data.basename, where) for s in index.shards] if parts else None
+        self.partitions_ = plan_partitions(index.shards, opts.max_partition_bytes, parallelism, values) if index.shards else []
 
     def _check_cast(self, name: str, c: ReadColumn, t: object) -> None:
         target = spark_arrow_type(t)  # type: ignore[arg-type]
@@ -207,7 +223,8 @@ class MdsReader(DataSourceReader):
                     "again with spark.read.format(...).load(path) or re-create the view"
                 ) from None
             with reader:
-                yield from self._read_shard(reader, entry)
+                for batch in self._read_shard(reader, entry):
+                    yield self._with_partition_values(batch, partition.values)
 
     def _read_shard(self, reader: ShardReader, entry: ShardEntry) -> Iterator[pa.RecordBatch]:
         """The shard's rows in batches of about :data:`_BATCH_BYTES` raw bytes."""
@@ -224,11 +241,21 @@ class MdsReader(DataSourceReader):
                 ) from None
             yield self._conform(batch, len(idx))
 
+    def _with_partition_values(self, batch: pa.RecordBatch, values: tuple) -> pa.RecordBatch:
+        """The batch's data columns with the partition's values as constant columns, in schema order."""
+        if not self.partition_fields:
+            return batch
+        data = iter(batch.columns)
+        by_position = {i: pa.array([values[k]] * batch.num_rows, self.partition_types[i]) for i, k in self.partition_fields}
+        arrays = [by_position[i] if i in by_position else next(data) for i in range(len(self.target))]
+        arrays = [a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, self.target)]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.target)
+
     def _conform(self, batch: pa.RecordBatch, n: int) -> pa.RecordBatch:
-        if not self.target:  # no columns: a batch of n empty rows
+        if not self.data_target:  # no columns: a batch of n empty rows
             return pa.RecordBatch.from_struct_array(pa.array([{}] * n, pa.struct([])))
         arrays = []
-        for i, field in enumerate(self.target):
+        for i, field in enumerate(self.data_target):
             arr = batch.column(i)
             size = self.fixed_binary.get(i)
             if size is not None:
@@ -239,7 +266,7 @@ class MdsReader(DataSourceReader):
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                     raise MDSSchemaError(f"column '{field.name}': cannot read its values as {field.type}: {exc}") from None
             arrays.append(arr)
-        return pa.RecordBatch.from_arrays(arrays, schema=self.target)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.data_target)
 
 
 def default_parallelism() -> int:

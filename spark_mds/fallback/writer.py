@@ -29,6 +29,7 @@ from .compat import DataSourceArrowWriter, WriterCommitMessage
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
 from .options import parse_write_options
+from .partitions import Partitioning
 from .storage import open_store
 
 __all__ = [
@@ -118,6 +119,13 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
     snap = read_index(store)
     index = snap.index
     if index is not None and not overwrite and (index.shards or index.spark_mds is not None):
+        partitioned = Partitioning.of(index, index_where(store))
+        if partitioned:
+            raise MDSSchemaError(
+                f"cannot append to the MDS dataset at {where}: it is partitioned by {', '.join(partitioned.names)} "
+                "(written with partitionBy), and the Python fallback writes no partitioned datasets yet; append with "
+                "the spark-mds jar (df.write.partitionBy(...).format('mds')), or overwrite the dataset"
+            )
         check_same_columns(index)
         infos = ndarray_infos(store, index)
         old = dataset_spark_schema(index, infos, index_where(store))

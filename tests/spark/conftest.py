@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from mds_testutil import REF_VENV, REFERENCE_DATA, ROOT, _builder, run_reference  # noqa: F401 (re-exported)
+from mds_testutil import PYTHON_SOURCE, REF_VENV, REFERENCE_DATA, ROOT, Implementation, _builder, run_reference  # noqa: F401 (re-exported)
 from support import require_jar
 
 
@@ -31,3 +31,10 @@ def out(tmp_path) -> str:
     return str(tmp_path / "ds")
 
 
+@pytest.fixture(scope="module", params=["jar", "python"])
+def impl(request, spark) -> Implementation:
+    if request.param == "python" and PYTHON_SOURCE:
+        from spark_mds.python_source import register_python_source
+
+        register_python_source(spark, "mds_py")  # (False when already registered by another module)
+    return Implementation(request.param)

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -136,3 +137,51 @@ def decode_ndarray_dynamic(b: bytes):
 
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+#: The Python Data Source API exists (4.x): the Python path is a data source, else mapInArrow jobs.
+PYTHON_SOURCE = SPARK_MAJOR >= 4
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """Which Spark implementation serves a test: ``jar`` (the Scala data source) or ``python`` (the
+    Python data source, registered as ``mds_py`` beside the jar, or mapInArrow jobs on 3.5)."""
+
+    name: str
+
+    @property
+    def jar(self) -> bool:
+        return self.name == "jar"
+
+    @property
+    def fmt(self) -> str:
+        return "mds" if self.jar else "mds_py"
+
+    def write(self, df, path: str, mode: str = "errorifexists", **options) -> None:
+        """Writes with ``mode`` the way a user of this implementation does."""
+        if self.jar:
+            df.write.format("mds").mode(mode).options(**options).save(path)
+        elif PYTHON_SOURCE:
+            spark_mds.write(df, path, mode=mode, format=self.fmt, **options)
+        else:
+            spark_mds.write(df, path, mode=mode, engine="mapInArrow", **options)
+
+    def read(self, spark, path: str, schema=None, **options):
+        if self.jar or PYTHON_SOURCE:
+            reader = spark.read.format(self.fmt).options(**options)
+            return (reader.schema(schema) if schema is not None else reader).load(path)
+        return spark_mds.read(spark, path, schema, engine="mapInArrow", **options)
+
+    def every_type(self, spark):
+        """The every-type table, less what this implementation cannot carry: year-month intervals
+        cross no Arrow transfer, and Spark 3.5 refuses intervals in the jar's write path."""
+        from spark_tables import every_type
+
+        return every_type(spark, day_time_intervals=not self.jar or JVM_WRITES_INTERVALS,
+                          year_month_intervals=self.jar and JVM_WRITES_INTERVALS)  # fmt: skip
+
+    @property
+    def compressions(self) -> list[str]:
+        """Every codec it writes (the JVM has no Brotli: Spark's jars ship none)."""
+        return ["none", "zstd:7", "gz", "bz2", "snappy", "lz4"] + ([] if self.jar else ["br"])

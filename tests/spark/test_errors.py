@@ -37,7 +37,8 @@ def test_existing_path_and_append_schema_mismatch(spark, out):
     assert spark.read.format("mds").load(out).count() == 2
     raises(lambda: df.write.format("mds").mode("append").option("encoding.x", "float32").save(out),
            r"encoding.x='float32' conflicts with the existing dataset .* stores 'x' as 'float64'")
-    raises(lambda: df.write.format("mds").partitionBy("s").mode("overwrite").save(out), r"does not support partitionBy")
+    raises(lambda: df.write.format("mds").partitionBy("s").mode("append").save(out),
+           r"cannot append to the MDS dataset at .* with partitionBy\(s\): it was written with no partition columns")
     raises(lambda: spark.read.format("mds").load(out + "_missing").collect(), r"no MDS dataset at .*index.json is missing")
 
 

@@ -16,69 +16,15 @@ in test_roundtrip.py, the Python source without the jar in tests/fallback.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import pytest
 
-import spark_mds
-from mds_testutil import JVM_WRITES_INTERVALS, SPARK_MAJOR, assert_same_rows
+from mds_testutil import JVM_WRITES_INTERVALS, PYTHON_SOURCE, assert_same_rows
 from support import files, read_index, referenced
-from spark_tables import ROWS, every_type
+from spark_tables import ROWS
 from type_mapping import WRITE, column, expected_read_types, normalized, write_read_datasets
 
 pytestmark = pytest.mark.spark
-
-#: The Python Data Source API exists (4.x): the Python path is a data source, else mapInArrow jobs.
-PYTHON_SOURCE = SPARK_MAJOR >= 4
-
-
-@dataclass(frozen=True)
-class Implementation:
-    name: str
-
-    @property
-    def jar(self) -> bool:
-        return self.name == "jar"
-
-    @property
-    def fmt(self) -> str:
-        return "mds" if self.jar else "mds_py"
-
-    def write(self, df, path: str, mode: str = "errorifexists", **options) -> None:
-        """Writes with ``mode`` the way a user of this implementation does."""
-        if self.jar:
-            df.write.format("mds").mode(mode).options(**options).save(path)
-        elif PYTHON_SOURCE:
-            spark_mds.write(df, path, mode=mode, format=self.fmt, **options)
-        else:
-            spark_mds.write(df, path, mode=mode, engine="mapInArrow", **options)
-
-    def read(self, spark, path: str, schema=None, **options):
-        if self.jar or PYTHON_SOURCE:
-            reader = spark.read.format(self.fmt).options(**options)
-            return (reader.schema(schema) if schema is not None else reader).load(path)
-        return spark_mds.read(spark, path, schema, engine="mapInArrow", **options)
-
-    def every_type(self, spark):
-        """The every-type table, less what this implementation cannot carry: year-month intervals
-        cross no Arrow transfer, and Spark 3.5 refuses intervals in the jar's write path."""
-        return every_type(spark, day_time_intervals=not self.jar or JVM_WRITES_INTERVALS,
-                          year_month_intervals=self.jar and JVM_WRITES_INTERVALS)  # fmt: skip
-
-    @property
-    def compressions(self) -> list[str]:
-        """Every codec it writes (the JVM has no Brotli: Spark's jars ship none)."""
-        return ["none", "zstd:7", "gz", "bz2", "snappy", "lz4"] + ([] if self.jar else ["br"])
-
-
-@pytest.fixture(scope="module", params=["jar", "python"])
-def impl(request, spark) -> Implementation:
-    if request.param == "python" and PYTHON_SOURCE:
-        from spark_mds.python_source import register_python_source
-
-        register_python_source(spark, "mds_py")  # (False when already registered by another module)
-    return Implementation(request.param)
-
 
 @pytest.fixture
 def table(impl, spark):

@@ -27,8 +27,12 @@ final case class ShardEntry(
   def basenames: Seq[String] = rawData.basename +: zipData.map(_.basename).toSeq
 }
 
-/** Our extra top-level `spark_mds` key (docs/format.md section 1). */
-final case class SparkMdsMeta(formatVersion: Int, schemaJson: String, nullMask: Option[String]) extends Serializable
+/**
+ * Our extra top-level `spark_mds` key (docs/format.md section 1). `partitionSchemaJson`: the
+ * partition columns of a partitioned dataset's root index (section 8), absent elsewhere.
+ */
+final case class SparkMdsMeta(formatVersion: Int, schemaJson: String, nullMask: Option[String],
+    partitionSchemaJson: Option[String] = None) extends Serializable
 
 /**
  * A parsed `index.json`. `extra` keeps unknown top-level keys (written back on append).
@@ -75,7 +79,11 @@ object MdsIndex {
       if (fv != 1) bad(s"spark_mds.format_version $fv is newer than this reader (1); upgrade spark-mds")
       val schema = Option(m.get("schema")).filter(_.isObject).getOrElse(bad("spark_mds.schema is missing"))
       val nm = Option(m.get("null_mask")).filterNot(_.isNull).map(_.asText())
-      SparkMdsMeta(fv, PyJson.mapper.writeValueAsString(schema), nm)
+      val parts = Option(m.get("partition_columns")).filterNot(_.isNull).map { p =>
+        if (!p.isObject) bad("spark_mds.partition_columns is not a JSON object (a Spark schema)")
+        PyJson.mapper.writeValueAsString(p)
+      }
+      SparkMdsMeta(fv, PyJson.mapper.writeValueAsString(schema), nm, parts)
     }
     val extra = root.fieldNames().asScala.filterNot(Set("shards", "version", "spark_mds")).map(k => k -> root.get(k)).toVector
     MdsIndex(shards, meta, extra)
@@ -207,6 +215,7 @@ object MdsIndex {
       o.put("format_version", m.formatVersion)
       o.set[JsonNode]("schema", PyJson.parse(m.schemaJson))
       m.nullMask.foreach(n => o.put("null_mask", n))
+      m.partitionSchemaJson.foreach(p => o.set[JsonNode]("partition_columns", PyJson.parse(p)))
     }
     idx.extra.foreach { case (k, v) => root.set[JsonNode](k, v) }
     root.put("version", 2)

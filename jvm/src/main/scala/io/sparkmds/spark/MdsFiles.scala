@@ -238,10 +238,24 @@ object MdsFiles {
     }
   }
 
-  /** Names of the files directly in `dir` that start with `prefix`. */
-  def listWithPrefix(dir: Path, conf: Configuration, prefix: String): Seq[String] = {
+  /**
+   * The files of a write job under `dir` (names starting with `prefix`), as paths relative to `dir`:
+   * directly in it, or anywhere below it for a partitioned dataset.
+   */
+  def listJobFiles(dir: Path, conf: Configuration, prefix: String, recursive: Boolean): Seq[String] = {
     val f = fs(dir, conf)
-    try f.listStatus(dir).toSeq.filter(_.isFile).map(_.getPath.getName).filter(_.startsWith(prefix))
-    catch { case _: FileNotFoundException => Nil }
+    try {
+      if (!recursive) f.listStatus(dir).toSeq.filter(_.isFile).map(_.getPath.getName).filter(_.startsWith(prefix))
+      else {
+        val base = f.makeQualified(dir).toUri.getPath.stripSuffix("/") + "/"
+        val it = f.listFiles(dir, true)
+        val out = Seq.newBuilder[String]
+        while (it.hasNext) {
+          val p = it.next().getPath
+          if (p.getName.startsWith(prefix)) out += p.toUri.getPath.stripPrefix(base)
+        }
+        out.result()
+      }
+    } catch { case _: FileNotFoundException => Nil }
   }
 }

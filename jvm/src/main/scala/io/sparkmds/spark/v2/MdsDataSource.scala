@@ -5,12 +5,12 @@ import java.util
 import scala.jdk.CollectionConverters._
 
 import io.sparkmds.format.MdsException
-import io.sparkmds.spark.{MdsOptions, MdsReadSupport, MdsWriteJob}
+import io.sparkmds.spark.{MdsFiles, MdsOptions, MdsPartitioning, MdsReadSupport, MdsWriteJob}
 import io.sparkmds.spark.compat.MdsSourceCompat
 import org.apache.hadoop.fs.Path
 import org.apache.spark.sql.{DataFrame, SaveMode, SQLContext}
 import org.apache.spark.sql.connector.catalog.{Table, TableProvider}
-import org.apache.spark.sql.connector.expressions.Transform
+import org.apache.spark.sql.connector.expressions.{Expressions, Transform}
 import org.apache.spark.sql.sources.{BaseRelation, CreatableRelationProvider, DataSourceRegister}
 import org.apache.spark.sql.types.StructType
 import org.apache.spark.sql.util.CaseInsensitiveStringMap
@@ -26,29 +26,43 @@ class MdsDataSource extends TableProvider with DataSourceRegister with MdsSource
 
   override def supportsExternalMetadata(): Boolean = true
 
+  /** The data columns, then the partition columns of a partitioned dataset (as Spark's file sources order them). */
   override def inferSchema(options: CaseInsensitiveStringMap): StructType = {
-    val session = org.apache.spark.sql.SparkSession.active
-    val opts = options.asCaseSensitiveMap().asScala.toMap
-    val path = MdsDataSource.pathOf(opts)
-    val (_, layout) = MdsReadSupport.load(new Path(path), MdsWriteJob.hadoopConf(session, opts))
-    layout.schema
+    val (index, layout) = load(options)
+    StructType(layout.schema ++ MdsPartitioning.of(index, MdsDataSource.pathOf(options.asScala.toMap)).schema)
   }
 
-  override def getTable(schema: StructType, partitioning: Array[Transform], properties: util.Map[String, String]): Table = {
-    if (partitioning.nonEmpty) {
-      throw new MdsException(s"the mds source does not support partitionBy / PARTITIONED BY (got " +
-        s"${partitioning.mkString(", ")}): MDS has no partition directories; write without it")
+  /** A table without a location yet, or over an empty one, is unpartitioned until written. */
+  override def inferPartitioning(options: CaseInsensitiveStringMap): Array[Transform] = {
+    val session = org.apache.spark.sql.SparkSession.active
+    val opts = options.asCaseSensitiveMap().asScala.toMap
+    new MdsOptions(opts).path.flatMap(p => MdsFiles.readIndex(new Path(p), MdsWriteJob.hadoopConf(session, opts)).map(_._1 -> p)) match {
+      case Some((index, p)) => MdsPartitioning.of(index, p).names.map(n => Expressions.identity(n): Transform).toArray
+      case None => Array.empty
     }
-    new MdsTable(schema, properties.asScala.toMap)
+  }
+
+  private def load(options: CaseInsensitiveStringMap) = {
+    val session = org.apache.spark.sql.SparkSession.active
+    val opts = options.asCaseSensitiveMap().asScala.toMap
+    MdsReadSupport.load(new Path(MdsDataSource.pathOf(opts)), MdsWriteJob.hadoopConf(session, opts))
+  }
+
+  /** `partitionBy` / `PARTITIONED BY`: identity transforms of top-level columns only. */
+  override def getTable(schema: StructType, partitioning: Array[Transform], properties: util.Map[String, String]): Table = {
+    val columns = partitioning.toSeq.map {
+      case t if t.name() == "identity" && t.references().length == 1 && t.references()(0).fieldNames().length == 1 =>
+        t.references()(0).fieldNames()(0)
+      case t => throw new MdsException(s"the mds source partitions by columns only (partitionBy('col') / PARTITIONED BY " +
+        s"(col)); got $t. Derive a column holding the partition value instead")
+    }
+    new MdsTable(schema, columns, properties.asScala.toMap)
   }
 
   override def createRelation(sqlContext: SQLContext, mode: SaveMode, parameters: Map[String, String],
       data: DataFrame): BaseRelation = {
     val path = MdsDataSource.pathOf(parameters)
-    if (parameters.keySet.exists(_.equalsIgnoreCase("__partition_columns"))) {
-      throw new MdsException("the mds source does not support partitionBy: MDS has no partition directories; " +
-        "write without partitionBy (or write one dataset per partition value)")
-    }
+    val partitionColumns = MdsPartitioning.columnsOption(parameters)
     new MdsOptions(parameters) // validate options before touching anything
     val session = data.sparkSession
     val exists = MdsWriteJob.exists(session, path, parameters)
@@ -57,8 +71,8 @@ class MdsDataSource extends TableProvider with DataSourceRegister with MdsSource
         throw new MdsException(s"an MDS dataset already exists at $path (it has an index.json); use " +
           "mode('append') to add to it, mode('overwrite') to replace it, or mode('ignore') to skip the write")
       case SaveMode.Ignore if exists => ()
-      case SaveMode.Overwrite => MdsWriteJob.write(data, path, parameters, overwrite = true)
-      case _ => MdsWriteJob.write(data, path, parameters, overwrite = false)
+      case SaveMode.Overwrite => MdsWriteJob.write(data, path, parameters, overwrite = true, None, partitionColumns)
+      case _ => MdsWriteJob.write(data, path, parameters, overwrite = false, None, partitionColumns)
     }
     new MdsRelation(sqlContext, data.schema)
   }

@@ -1,14 +1,13 @@
 package io.sparkmds.spark.compat
 
 import io.sparkmds.spark.{MdsReadSupport, MdsWriteJob}
-import io.sparkmds.spark.v2.{MdsDataSource, MdsScan}
-import org.apache.hadoop.fs.Path
+import io.sparkmds.spark.v2.{MdsDataSource, MdsScan, MdsScanSource}
 import org.apache.spark.{Partition, SparkContext, TaskContext}
 import org.apache.spark.rdd.RDD
 import org.apache.spark.sql.{DataFrame, Row, SQLContext}
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.connector.read.{InputPartition, PartitionReaderFactory}
-import org.apache.spark.sql.sources.{BaseRelation, InsertableRelation, PrunedScan}
+import org.apache.spark.sql.sources.{BaseRelation, Filter, InsertableRelation, PrunedFilteredScan}
 import org.apache.spark.sql.types.StructType
 
 /**
@@ -17,26 +16,33 @@ import org.apache.spark.sql.types.StructType
  * else the dataset's.
  */
 final class MdsV1Relation(override val sqlContext: SQLContext, parameters: Map[String, String],
-    declared: Option[StructType]) extends BaseRelation with PrunedScan with InsertableRelation {
+    declared: Option[StructType]) extends BaseRelation with PrunedFilteredScan with InsertableRelation {
   private val path = MdsDataSource.pathOf(parameters)
 
+  // Read anew by every scan and insert: Spark caches a catalog table's relation across writes.
+  private def source = new MdsScanSource(parameters)
+
   override lazy val schema: StructType = declared.getOrElse {
-    val conf = MdsWriteJob.hadoopConf(sqlContext.sparkSession, parameters)
-    MdsReadSupport.load(new Path(path), conf)._2.schema
+    val s = source
+    val (_, layout) = MdsReadSupport.load(s.dir, s.conf)
+    StructType(layout.schema ++ s.partitioning.schema)
   }
 
   // The rows are InternalRows already, as in the V2 scan.
   override def needConversion: Boolean = false
 
-  override def buildScan(requiredColumns: Array[String]): RDD[Row] = {
+  // Filters on partition columns prune partitions; Spark evaluates every filter on the rows too.
+  override def buildScan(requiredColumns: Array[String], filters: Array[Filter]): RDD[Row] = {
     val required = StructType(requiredColumns.map(c => schema(c)))
-    val scan = new MdsScan(schema, required, parameters)
+    val s = source
+    val scan = new MdsScan(s, required, filters.toSeq.filter(s.partitioning.prunes))
     new MdsScanRdd(sqlContext.sparkContext, scan.planInputPartitions(), scan.createReaderFactory())
       .asInstanceOf[RDD[Row]]
   }
 
+  /** A catalog table keeps the partitioning of the dataset it holds (Spark 3.5 passes it no partition columns). */
   override def insert(data: DataFrame, overwrite: Boolean): Unit =
-    MdsWriteJob.write(data, path, parameters, overwrite, Some(schema))
+    MdsWriteJob.write(data, path, parameters, overwrite, Some(schema), source.partitioning.names)
 }
 
 private final case class MdsScanPartition(index: Int, input: InputPartition) extends Partition

@@ -1,0 +1,202 @@
+"""Partitioned datasets (docs/format.md §8): ``df.write.partitionBy(...).format("mds")`` and SQL
+``PARTITIONED BY`` write Hive-style directories, each a complete MDS dataset, under a root index
+that merges them. Both implementations read the partition columns back; the jar prunes partitions
+on filters; the reference reads each partition through ``split=`` and the merged root."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mds_testutil import PYTHON_SOURCE, SPARK_MAJOR, Implementation, run_reference
+from spark_mds.fallback.partitions import escape_path_name, unescape_path_name
+
+pytestmark = pytest.mark.spark
+
+#: A partition value with characters Spark escapes in directory names, and a null one.
+SPLITS = ["train", "va/l:1", None]
+
+
+def source(spark, n: int = 60):
+    rows = [(i, f"text {i}", SPLITS[i % 3], i % 2 == 0, dt.date(2024, 1, 1 + i % 2)) for i in range(n)]
+    return spark.createDataFrame(rows, "id BIGINT, text STRING, split STRING, even BOOLEAN, day DATE").repartition(3)
+
+
+def rows(df) -> list[tuple]:
+    return sorted(tuple(r) for r in df.collect())
+
+
+def test_partitioned_layout_and_index(spark, tmp_path):
+    out = tmp_path / "ds"
+    source(spark).write.format("mds").partitionBy("split", "even").save(str(out))
+    root = json.loads((out / "index.json").read_text())
+    schema = root["spark_mds"]
+    assert [f["name"] for f in schema["schema"]["fields"]] == ["id", "text", "day"]
+    assert [(f["name"], f["type"]) for f in schema["partition_columns"]["fields"]] == [("split", "string"), ("even", "boolean")]
+    dirs = {"/".join(s["raw_data"]["basename"].split("/")[:2]) for s in root["shards"]}
+    assert dirs == {f"split={d}/even={e}" for d in ("train", "va%2Fl%3A1", "__HIVE_DEFAULT_PARTITION__") for e in ("true", "false")}
+    # Each partition directory is a complete dataset: its index lists the root's shards under it.
+    for d in dirs:
+        sub = json.loads((out / d / "index.json").read_text())
+        assert "partition_columns" not in sub["spark_mds"]
+        assert [s["raw_data"]["basename"] for s in sub["shards"]] == [
+            s["raw_data"]["basename"][len(d) + 1:] for s in root["shards"] if s["raw_data"]["basename"].startswith(d + "/")]
+    assert sum(s["samples"] for s in root["shards"]) == 60
+
+
+def test_both_implementations_restore_the_partition_columns(spark, tmp_path, impl):
+    out = str(tmp_path / "ds")
+    df = source(spark)
+    df.write.format("mds").partitionBy("split", "day").save(out)
+    back = impl.read(spark, out)
+    assert back.columns == ["id", "text", "even", "split", "day"]  # partition columns last, as Spark's file sources
+    assert rows(back.select(*df.columns)) == rows(df)
+    assert rows(back.where("split = 'va/l:1' AND day = DATE'2024-01-02'").select("id")) == [
+        (i,) for i in range(60) if i % 3 == 1 and i % 2 == 1]
+    assert back.where("split IS NULL").count() == 20
+    # One partition directory reads as a dataset of the data columns.
+    part = impl.read(spark, f"{out}/split=train/day=2024-01-01")
+    assert part.columns == ["id", "text", "even"] and part.count() == 10
+
+
+def test_filters_on_partition_columns_skip_other_partitions(spark, tmp_path):
+    """Pruning is shown by damage: with the shards of every other partition deleted, a query
+    filtered to one partition still reads; without the filter, the read fails."""
+    out = tmp_path / "ds"
+    source(spark).write.format("mds").partitionBy("split").save(str(out))
+    shutil.rmtree(out / "split=__HIVE_DEFAULT_PARTITION__")
+    for f in (out / f"split={escape_path_name('va/l:1')}").glob("shard.*"):
+        f.unlink()
+    df = spark.read.format("mds").load(str(out))
+    assert df.where("split = 'train'").count() == 20
+    assert df.where("split IN ('train', 'x') AND id >= 30").count() == 10
+    plan = df.where("split = 'train'")._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [IsNotNull(split), EqualTo(split,train)]" in plan
+    with pytest.raises(Exception, match="shard"):
+        df.where("id >= 0").count()
+
+
+def test_append_keeps_the_partitioning_and_overwrite_replaces_it(spark, tmp_path):
+    out = tmp_path / "ds"
+    df = source(spark)
+    df.write.format("mds").partitionBy("split").save(str(out))
+    df.write.format("mds").mode("append").partitionBy("split").save(str(out))
+    assert spark.read.format("mds").load(str(out)).count() == 120
+    assert spark.read.format("mds").load(str(out / "split=train")).count() == 40
+    with pytest.raises(Exception, match=r"with no partition columns: it was written with partitionBy\(split\)"):
+        df.write.format("mds").mode("append").save(str(out))
+    with pytest.raises(Exception, match=r"with partitionBy\(even\): it was written with partitionBy\(split\)"):
+        df.write.format("mds").mode("append").partitionBy("even").save(str(out))
+    with pytest.raises(Exception, match="dynamic partition overwrite is not supported by the mds source"):
+        df.write.format("mds").mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy("split").save(str(out))
+    assert spark.read.format("mds").load(str(out)).count() == 120
+    df.write.format("mds").mode("overwrite").partitionBy("even").save(str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["even=false", "even=true", "index.json"]
+    back = spark.read.format("mds").load(str(out))
+    assert back.columns == ["id", "text", "split", "day", "even"] and back.count() == 60
+
+
+@pytest.mark.parametrize("columns, message", [
+    (["nope"], "partition column 'nope' is not a column of the data"),
+    (["id", "text", "split", "even", "day"], "an MDS dataset needs at least one data column"),
+])
+def test_bad_partition_columns(spark, tmp_path, columns, message):
+    with pytest.raises(Exception, match=message):
+        source(spark).write.format("mds").partitionBy(*columns).save(str(tmp_path / "ds"))
+    assert not (tmp_path / "ds" / "index.json").exists()
+
+
+def test_unsupported_partition_type(spark, tmp_path):
+    df = spark.range(4).selectExpr("id", "CAST(id AS DOUBLE) / 2 AS ratio")
+    with pytest.raises(Exception, match="partition column 'ratio' has type DOUBLE; mds partitions by string, integer"):
+        df.write.format("mds").partitionBy("ratio").save(str(tmp_path / "ds"))
+
+
+def test_a_table_over_a_partitioned_dataset_keeps_its_partitioning(spark, tmp_path):
+    loc = tmp_path / "t"
+    source(spark).write.format("mds").partitionBy("split").save(str(loc))
+    spark.sql(f"CREATE TABLE part_existing USING mds LOCATION '{loc}'")
+    try:
+        assert spark.table("part_existing").columns == ["id", "text", "even", "day", "split"]
+        spark.sql("INSERT INTO part_existing SELECT 99, 'new', true, DATE'2024-02-01', 'fresh'")
+        assert (loc / "split=fresh" / "index.json").exists()
+        assert rows(spark.sql("SELECT id, split FROM part_existing WHERE split = 'fresh'")) == [(99, "fresh")]
+    finally:
+        spark.sql("DROP TABLE IF EXISTS part_existing")
+
+
+@pytest.mark.skipif(SPARK_MAJOR < 4, reason="Spark 3.5 passes a catalog table's partition columns only to file formats, "
+                    "not to V1 relation providers (a table over a partitioned dataset keeps its partitioning: above)")
+def test_sql_partitioned_by(spark, tmp_path):
+    loc = tmp_path / "t"
+    spark.sql(f"CREATE TABLE part_t (id BIGINT, text STRING, split STRING) USING mds PARTITIONED BY (split) LOCATION '{loc}'")
+    try:
+        spark.sql("INSERT INTO part_t SELECT id, concat('x', id), IF(id % 2 = 0, 'a', 'b') FROM range(10)")
+        assert sorted(p.name for p in loc.iterdir()) == ["index.json", "split=a", "split=b"]
+        assert spark.sql("SELECT count(*) FROM part_t WHERE split = 'a'").first()[0] == 5
+        spark.sql("INSERT OVERWRITE part_t SELECT id, 'y', 'c' FROM range(3)")
+        assert sorted(p.name for p in loc.iterdir()) == ["index.json", "split=c"]
+        assert rows(spark.table("part_t")) == [(i, "y", "c") for i in range(3)]
+    finally:
+        spark.sql("DROP TABLE IF EXISTS part_t")
+    spark.sql(f"CREATE TABLE part_ctas USING mds PARTITIONED BY (split) LOCATION '{tmp_path / 'c'}' "
+              "AS SELECT id, IF(id < 4, 'a', 'b') AS split FROM range(10)")
+    try:
+        assert spark.sql("SELECT count(*) FROM part_ctas WHERE split = 'b'").first()[0] == 6
+        assert json.loads((tmp_path / "c" / "index.json").read_text())["spark_mds"]["partition_columns"]["fields"][0]["name"] == "split"
+    finally:
+        spark.sql("DROP TABLE IF EXISTS part_ctas")
+
+
+READ_PARTITIONS = r'''
+import json, sys
+from streaming import StreamingDataset
+root, splits = sys.argv[1], json.loads(sys.argv[2])
+def ids(**kw):
+    ds = StreamingDataset(local=root, shuffle=False, batch_size=1, **kw)
+    return sorted(int(ds[i]["id"]) for i in range(ds.num_samples)), sorted(ds[0].keys()) if ds.num_samples else []
+print(json.dumps({"root": ids(), "splits": {s: ids(split=s) for s in splits}}))
+'''
+
+
+def test_the_reference_reads_each_partition_and_the_merged_root(spark, tmp_path, ref_python):
+    out = tmp_path / "ds"
+    source(spark).write.format("mds").partitionBy("split").save(str(out))
+    dirs = ["split=train", f"split={escape_path_name('va/l:1')}", "split=__HIVE_DEFAULT_PARTITION__"]
+    got = run_reference(ref_python, READ_PARTITIONS, str(out), json.dumps(dirs))
+    assert got["root"] == [list(range(60)), ["__nulls__", "day", "even", "id", "text"]]
+    for k, d in enumerate(dirs):
+        assert got["splits"][d] == [[i for i in range(60) if i % 3 == k], ["__nulls__", "day", "even", "id", "text"]]
+
+
+def test_path_escaping_is_sparks():
+    for text in ["a/b", "x:y=z", "50%", "tab\there", "plain", "ü"]:
+        assert unescape_path_name(escape_path_name(text)) == text
+    assert escape_path_name("va/l:1") == "va%2Fl%3A1"
+
+
+def test_a_shard_outside_the_partition_directories_is_named(spark, tmp_path, impl):
+    out = tmp_path / "ds"
+    source(spark, 6).write.format("mds").partitionBy("split").save(str(out))
+    index = json.loads((out / "index.json").read_text())
+    index["shards"][0]["raw_data"]["basename"] = "elsewhere/" + Path(index["shards"][0]["raw_data"]["basename"]).name
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(Exception, match="shard 'elsewhere/.*' has directory 'elsewhere' where 'split=...' belongs"):
+        impl.read(spark, str(out)).collect()
+
+
+def test_the_python_fallback_refuses_to_append_to_a_partitioned_dataset(spark, tmp_path):
+    out = tmp_path / "ds"
+    source(spark, 6).write.format("mds").partitionBy("split").save(str(out))
+    before = (out / "index.json").read_bytes()
+    if PYTHON_SOURCE:
+        from spark_mds.python_source import register_python_source
+
+        register_python_source(spark, "mds_py")
+    with pytest.raises(Exception, match="it is partitioned by split .* the Python fallback writes no partitioned"):
+        Implementation("python").write(source(spark, 6).drop("split"), str(out), mode="append")
+    assert (out / "index.json").read_bytes() == before

@@ -43,7 +43,7 @@ def arguments(name: str, rows: int | None, quick: bool) -> list[str]:
         }[name]
     rows = rows or 200_000
     return {
-        "spark": ["--rows", str(rows), "--create-dtm-venv"],
+        "spark": ["--rows", str(rows)],
         "loader": ["--rows", str(rows)],
         "startup": [],
         "decode": ["--rows", str(rows)],
@@ -238,7 +238,7 @@ def run_all(argv: list[str]) -> int:
     for name in names:
         a = arguments(name, args.rows, args.quick)
         if args.no_reference and name != "remote":  # remote compares local disk with S3, no reference
-            a = [x for x in a if x != "--create-dtm-venv"] + ["--no-reference"]
+            a = a + ["--no-reference"]
         print(f"\n=== bench {name} {' '.join(a)}", flush=True)
         t = time.perf_counter()
         _module(name).main(a, out_dir=out_dir)

@@ -1,15 +1,13 @@
 """Shared pieces of the benchmark suite: paths, result files, timing statistics, memory readings,
-and the throwaway virtualenv in which ``dataframe_to_mds`` runs."""
+and the Python in which the reference's ``dataframe_to_mds`` runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,6 @@ QUICK_RESULTS = WORK / "results-quick"  # smoke runs (--quick) never overwrite t
 IMAGES = ROOT / "docs" / "img"
 REF_VENV = Path(os.environ.get("MDS_REF_VENV", ROOT / ".venv-ref"))
 REF_PYTHON = REF_VENV / "bin" / "python"
-# pyspark + pandas + pyarrow, reading mosaicml-streaming from .venv-ref through a .pth file.
-DTM_VENV = Path(os.environ.get("MDS_BENCH_DTM_VENV", WORK / "venv-dtm"))
-DTM_PYTHON = DTM_VENV / "bin" / "python"
 
 
 def machine() -> dict[str, Any]:
@@ -93,34 +88,10 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-def dtm_python(create: bool) -> Path | None:
-    """The Python that runs ``dataframe_to_mds`` (pyspark beside mosaicml-streaming); created
-    under bench/work/ when `create` and missing (needs .venv-ref and the package index)."""
-    if DTM_PYTHON.exists():
-        return DTM_PYTHON
-    if not create:
-        return None
+def dtm_python() -> Path | None:
+    """The reference's Python with pyspark beside it (tests/interop/requirements-ref.txt), which runs
+    its ``dataframe_to_mds``; None without the reference's virtualenv (make ref-venv)."""
     if not REF_PYTHON.exists():
-        print(f"no reference virtualenv at {rel(REF_VENV)} (make ref-venv): dataframe_to_mds is skipped", file=sys.stderr)
         return None
-    print(f"creating {rel(DTM_VENV)} (pyspark 4.1.4 + pandas + pyarrow, mosaicml-streaming from {rel(REF_VENV)})", flush=True)
-    WORK.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(DTM_VENV, ignore_errors=True)
-    py = sys.executable if not hasattr(sys, "_base_executable") else sys._base_executable  # type: ignore[attr-defined]
-    subprocess.run([py, "-m", "venv", str(DTM_VENV)], check=True)
-    ref_site = subprocess.run([str(REF_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              check=True, capture_output=True, text=True).stdout.strip()
-    site = subprocess.run([str(DTM_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    # Appended to sys.path after the venv's own site-packages: streaming, numpy<2.2, zstd, xxhash...
-    Path(site, "zz_reference_streaming.pth").write_text(ref_site + "\n")
-    log = WORK / "venv-dtm-install.log"
-    with open(log, "w") as f:
-        proc = subprocess.run([str(DTM_PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                               "pyspark==4.1.4", "pandas", "pyarrow", "numpy<2.2"], stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0 or subprocess.run([str(DTM_PYTHON), "-c", "import pyspark, pandas, streaming"],
-                                              capture_output=True).returncode != 0:
-        print(f"could not build {rel(DTM_VENV)} (see {rel(log)}): dataframe_to_mds is skipped", file=sys.stderr)
-        shutil.rmtree(DTM_VENV, ignore_errors=True)
-        return None
-    return DTM_PYTHON
+    probe = subprocess.run([str(REF_PYTHON), "-c", "import pyspark, pandas, streaming"], capture_output=True)
+    return REF_PYTHON if probe.returncode == 0 else None

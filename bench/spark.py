@@ -267,7 +267,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reference", action="store_true", help="skip dataframe_to_mds")
     p.add_argument("--uncompressed", type=lambda s: [v for v in s.split(",") if v], default=["standard"],
                    help="variants also written without compression (default: standard; '' for none)")
-    p.add_argument("--create-dtm-venv", action="store_true", help="build bench/work/venv-dtm if it is missing")
 
 
 def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, Any]:
@@ -278,10 +277,9 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
     sizes = sizes_from(args)
-    ref_python = None if args.no_reference else dtm_python(create=args.create_dtm_venv)
+    ref_python = None if args.no_reference else dtm_python()
     if ref_python is None and not args.no_reference:
-        print("dataframe_to_mds skipped: no bench/work/venv-dtm (python -m bench spark --create-dtm-venv, or make bench)",
-              file=sys.stderr)
+        print("dataframe_to_mds skipped: no reference virtualenv with pyspark (make ref-venv)", file=sys.stderr)
     WORK.mkdir(parents=True, exist_ok=True)
     times: dict[str, dict[str, list[float]]] = {v: {} for v in sizes}
     with tempfile.TemporaryDirectory(prefix="spark-", dir=WORK) as work:

@@ -1,8 +1,8 @@
 """Smoke test of the benchmark suite (bench/): every benchmark runs on tiny sizes and writes its JSON,
 the plots and the target summary are made. No timing is asserted: figures on tiny data mean nothing.
 
-The dataframe_to_mds side needs bench/work/venv-dtm (created by `make bench`, not by `make test`):
-without it the Spark benchmark runs our writers only. The reference loader needs .venv-ref.
+The Spark benchmark runs our writers only here (the reference's dataframe_to_mds is exercised, with
+the same call as ours, by tests/spark/test_dataframe_to_mds.py). The reference loader needs .venv-ref.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import DTM_PYTHON, REF_PYTHON  # noqa: E402
+from bench.common import REF_PYTHON  # noqa: E402
 from support import require_jar  # noqa: E402
 
 
@@ -62,14 +62,12 @@ def test_loader_startup_decode_scale(results: Path) -> None:
 
 def test_spark(results: Path) -> None:
     require_jar()
-    # dataframe_to_mds only where bench/work/venv-dtm exists (make bench creates it).
-    extra = [] if DTM_PYTHON.exists() else ["--no-reference"]
-    _bench("spark", "--rows", "300", "--variants", "standard", "--repeat", "1", "--out-dir", str(results), *extra)
+    _bench("spark", "--rows", "300", "--variants", "standard", "--repeat", "1", "--out-dir", str(results), "--no-reference")
     spark = json.loads((results / "spark.json").read_text())["results"]["standard"]
     for writer in ("mds_jvm", "mds_fallback", "parquet", "python_source_floor", "scan_mds", "scan_parquet_pruned"):
         assert spark[writer]["seconds"] > 0, writer
     assert spark["mds_jvm"]["samples"] == spark["mds_fallback"]["samples"] == 300
-    assert ("dataframe_to_mds" in spark) == (not extra)
+    assert "dataframe_to_mds" not in spark
     out = _bench("summary", "--results", str(results))
     assert "JVM write time vs Parquet" in out
     _bench("plot", "--results", str(results), "--images", str(results / "img"))

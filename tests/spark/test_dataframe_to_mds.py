@@ -12,7 +12,7 @@ from pyspark import cloudpickle
 
 from mds_testutil import run_reference
 from spark_mds import dataframe_to_mds
-from support import read_index
+from support import read_index, run_python
 
 pytestmark = [pytest.mark.spark, pytest.mark.interop]
 
@@ -133,6 +133,67 @@ def test_rows_read_by_the_reference(spark, tmp_path, ref_python, in_python):
     code = ROWS_MAKE if in_python else ROWS_MAKE.replace(', "obj": f"pickled {i}", "doc": f"doc {i}"', "")
     got = run_reference(ref_python, COMPARE, out, json.dumps(columns), code, json.dumps({"ids": list(range(200)), "args": []}))
     assert got == {"count": 200, "same": True, "first_difference": None}
+
+
+#: One conversion as a user writes it. It runs unchanged after either library's import; ``spark``
+#: and ``OUT`` are given.
+SAME_CALL = '''
+import numpy as np
+
+df = spark.range(0, 240, numPartitions=3).selectExpr("id", "concat('text ', id) AS text", "CAST(id % 3 AS INT) AS label")
+
+def add_tokens(frame, scale):
+    for row in frame.itertuples():
+        yield {"id": int(row.id), "text": row.text.upper(), "label": int(row.label),
+               "tokens": np.arange(1 + int(row.id) % 5, dtype=np.int32) * scale}
+
+out_local, out_remote = dataframe_to_mds(
+    df,
+    merge_index=True,
+    mds_kwargs={"out": OUT, "columns": {"id": "int64", "text": "str", "label": "int32", "tokens": "ndarray:int32"},
+                "compression": "zstd", "hashes": ["sha1"], "size_limit": 1 << 12},
+    udf_iterable=add_tokens,
+    udf_kwargs={"scale": 2},
+)
+'''
+
+#: The reference's side of SAME_CALL: its own import, a local Spark whose workers run this Python.
+REFERENCE_CALL = '''
+import json, sys
+from pyspark.sql import SparkSession
+from streaming.base.converters import dataframe_to_mds
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+OUT = sys.argv[1]
+''' + SAME_CALL + '''
+print(json.dumps([out_local, out_remote]))
+'''
+
+#: In the reference's virtualenv: both datasets decoded by its StreamingDataset, by id.
+READ_BOTH = r'''
+import json, sys
+import numpy as np
+from streaming import StreamingDataset
+def read(p):
+    ds = StreamingDataset(local=p, shuffle=False, batch_size=1)
+    rows = [ds[i] for i in range(ds.num_samples)]
+    return sorted(([int(r["id"]), r["text"], int(r["label"]), str(r["tokens"].dtype), r["tokens"].tolist()] for r in rows))
+ours, theirs = read(sys.argv[1]), read(sys.argv[2])
+print(json.dumps({"count": [len(ours), len(theirs)], "same": ours == theirs, "first": ours[:1]}))
+'''
+
+
+def test_the_same_call_in_both_libraries(spark, tmp_path, ref_python):
+    """The issue's must-show: one dataframe_to_mds call with a udf_iterable, unchanged but for the
+    import, through the reference and through ours; the two datasets decode to the same samples."""
+    theirs = str(tmp_path / "theirs")
+    got = run_python(REFERENCE_CALL, theirs, python=ref_python, env={"PYSPARK_PYTHON": str(ref_python)})
+    assert got == [theirs, None] or got == [theirs, ""]
+    ours = str(tmp_path / "ours")
+    scope = {"__name__": "same_call", "spark": spark, "OUT": ours, "dataframe_to_mds": dataframe_to_mds}
+    exec(SAME_CALL, scope)
+    assert (scope["out_local"], scope["out_remote"]) == (ours, "")
+    result = run_reference(ref_python, READ_BOTH, ours, theirs)
+    assert result == {"count": [240, 240], "same": True, "first": [[0, "TEXT 0", 0, "int32", [0]]]}
 
 
 def test_out_forms():

@@ -34,9 +34,8 @@ def test_parquet_to_mds(tmp_path):
     assert (tmp_path / "mds-cli" / "index.json").exists()  # an explicit output directory is kept
 
 
-def test_mix_streams_default_temp_dir_is_removed(tmp_path):
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+def test_mix_streams_default_temp_dir_is_removed(short_tmpdir):
+    scratch = short_tmpdir
     out = run_example("mix_streams.py", env={"TMPDIR": str(scratch)})
     assert "epoch size: 2,100 samples" in out
     assert "epoch 0: books=2,000 code=100 (distinct code samples: 100)" in out
@@ -71,3 +70,16 @@ def test_spark_connect_fallback(tmp_path):
     assert "spark_mds.write(..., mode='ignore'): still 1,000 rows" in out
     assert "read_table: 1,100 rows, date32[day] dates, 158 null scores" in out
     assert Path(tmp_path / "events" / "index.json").exists()
+
+
+def test_databricks_workflow(short_tmpdir):
+    """The seed's workflow end to end: Spark, dataframe_to_mds with a udf_iterable, streaming from a
+    local S3 server, TorchDistributor training interrupted and resumed (torch processes need a short
+    TMPDIR for their sockets)."""
+    out = run_example("databricks_workflow.py", env={"TMPDIR": str(short_tmpdir)}, timeout=600)
+    assert "format('mds') served by: jvm" in out
+    assert "2. dataframe_to_mds -> " in out and ": 8 shards, 1,200 samples" in out
+    assert "4b. interrupted after 20 batches per rank: 20 batches" in out
+    assert "4c. resumed from the saved state: 18 batches" in out
+    assert "resumed batches equal the uninterrupted epoch's, rank by rank: True" in out
+    assert "every sample once per epoch: True" in out

@@ -21,8 +21,8 @@ the best time counts, medians are reported too):
   session (what serves ``format("mds")`` without the jar, e.g. on Spark Connect);
 * ``parquet``: Spark's Parquet writer, ``compression=zstd``;
 * ``dataframe_to_mds``: mosaicml-streaming 0.13.0's converter (``mapInPandas`` + ``MDSWriter``
-  per row + ``merge_index``), in its own ``local[2]`` session of a throwaway virtualenv
-  (bench/work/venv-dtm: pyspark 4.1.4 + pandas + pyarrow, mosaicml-streaming from .venv-ref);
+  per row + ``merge_index``), in its own ``local[2]`` session run by the reference's virtualenv
+  (.venv-ref, with pyspark 4.1.4, pandas and pyarrow: tests/interop/requirements-ref.txt);
 * ``spark_mds.dataframe_to_mds``: our drop-in for it, called with the same ``mds_kwargs``, written
   through the jar;
 * ``python_source_floor``: a Python Data Source Arrow writer that only reads its input: what any

@@ -176,7 +176,8 @@ def dataframe_to_mds(dataframe, merge_index: bool = True, mds_kwargs=None, udf_i
     return _convert(dataframe, merge_index, mds_kwargs, udf_iterable, udf_kwargs)
 
 
-def write(df, path: str, mode: str = "errorifexists", *, engine: str = "auto", format: str = "mds", **options) -> None:
+def write(df, path: str, mode: str = "errorifexists", *, engine: str = "auto", format: str = "mds",
+          partition_by=None, **options) -> None:
     """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode (``errorifexists``, ``ignore``,
     ``append``, ``overwrite``), whichever implementation serves ``format("mds")``; ``options`` are
     the writer options (``compression``, ``hashes``, ``size_limit``, ``nulls``, and
@@ -184,10 +185,11 @@ def write(df, path: str, mode: str = "errorifexists", *, engine: str = "auto", f
     (PySpark 3.5 without the jar, classic or Spark Connect), the same files are written by
     ``mapInArrow`` jobs; ``engine="mapInArrow"`` or ``"format"`` forces one way; ``format``: the
     data source name (another name where the Python fallback was registered under one, e.g.
-    ``"mds_py"``). See :mod:`spark_mds.save_modes` and :mod:`spark_mds.arrow_jobs`."""
+    ``"mds_py"``); ``partition_by``: partition columns, for every implementation (docs/format.md
+    §8). See :mod:`spark_mds.save_modes` and :mod:`spark_mds.arrow_jobs`."""
     from .save_modes import write as _write
 
-    _write(df, path, mode, engine=engine, format=format, **options)
+    _write(df, path, mode, engine=engine, format=format, partition_by=partition_by, **options)
 
 
 def read(spark, path: str, schema=None, *, engine: str = "auto", format: str = "mds", **options):

@@ -50,8 +50,9 @@ What PySpark's Python Data Source API cannot do, and what works instead:
   (``spark.read.schema("id BIGINT, text STRING").format("mds").load(path)``).
 * **Year-month intervals** cannot cross PySpark's Arrow transfer: write the number of months instead,
   and read such a column as ``INT`` with a user schema.
-* ``partitionBy`` is refused by Spark for Python sources: partitioned datasets (docs/format.md §8) are
-  written by the jar; this source reads them (their partition columns come back, without pruning).
+* ``partitionBy`` is refused by Spark for Python sources: write partitioned datasets (docs/format.md §8)
+  with ``spark_mds.write(df, path, partition_by=[...])`` (the ``partition_by`` option); reading them
+  restores the partition columns, without pruning.
 * **Paths**: a local directory (a mount that the driver and executors share, e.g. ``/Volumes/...``),
   or a URL that fsspec opens (``s3://``, ``gs://``, ``abfs://``, ...; its package, e.g. s3fs,
   installed on the driver and executors), chosen by :func:`spark_mds.fallback.storage.open_store`.

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from pyspark.sql.types import BooleanType, ByteType, DateType, IntegerType, LongType, ShortType, StringType, StructType
+from pyspark.sql.types import (BooleanType, ByteType, DateType, IntegerType, LongType, ShortType, StringType, StructField,
+                               StructType)
 
 from mds_loader.errors import MDSIndexError, MDSSchemaError
 from mds_loader.format import Index
 
-__all__ = ["Partitioning", "escape_path_name", "unescape_path_name", "DEFAULT_PARTITION_NAME"]
+__all__ = ["Partitioning", "escape_path_name", "unescape_path_name", "partition_columns_option", "DEFAULT_PARTITION_NAME"]
 
 DEFAULT_PARTITION_NAME = "__HIVE_DEFAULT_PARTITION__"
 # Spark's ExternalCatalogUtils.charToEscape (POSIX): control characters and these.
@@ -59,6 +60,43 @@ class Partitioning:
             return cls(StructType.fromJson(obj))
         except Exception as exc:  # noqa: BLE001 - any malformed schema
             raise MDSIndexError(f"invalid MDS index {where}: spark_mds.partition_columns is not a Spark schema ({exc})") from None
+
+    @classmethod
+    def for_write(cls, schema: StructType, columns: list[str]) -> Partitioning:
+        """The partitioning of a write of ``schema`` by ``columns`` (matched ignoring case, as Spark
+        does): they must exist, be distinct, leave a data column, and have a type whose text form is
+        exact. The messages are the JVM source's.
+
+        Raises:
+            MDSSchemaError: naming the column.
+        """
+        fields = []
+        for c in columns:
+            f = next((f for f in schema.fields if f.name.lower() == c.lower()), None)
+            if f is None:
+                raise MDSSchemaError(f"partition column '{c}' is not a column of the data; columns are "
+                                     f"{', '.join(schema.fieldNames())}")  # fmt: skip
+            if not isinstance(f.dataType, (StringType, BooleanType, DateType, *_INTEGRAL)):
+                raise MDSSchemaError(
+                    f"partition column '{f.name}' has type {f.dataType.simpleString().upper()}; mds partitions by string, "
+                    "integer (tinyint to bigint), boolean or date columns. Cast it, or derive such a column"
+                )
+            fields.append(StructField(f.name, f.dataType, True))
+        if len({f.name for f in fields}) != len(fields):
+            raise MDSSchemaError(f"partition columns {', '.join(columns)} name a column twice")
+        if fields and len(fields) == len(schema.fields):
+            raise MDSSchemaError(f"every column ({', '.join(columns)}) is a partition column; an MDS dataset needs at "
+                                 "least one data column")  # fmt: skip
+        return cls(StructType(fields))
+
+    def dir_of(self, values: tuple) -> str:
+        """The directory of one row's partition values, without a trailing slash: ``a=1/b=x``."""
+        parts = []
+        for f, v in zip(self.schema.fields, values):
+            text = None if v is None else ("true" if v is True else "false" if v is False else str(v))
+            parts.append(f"{escape_path_name(f.name)}="
+                         f"{DEFAULT_PARTITION_NAME if not text else escape_path_name(text)}")  # fmt: skip
+        return "/".join(parts)
 
     def dir_prefix(self, basename: str) -> str:
         """The partition directories of a root index's shard basename: ``a=1/b=x``."""
@@ -109,3 +147,11 @@ def _parse(text: str, column: str, t: Any, where: str) -> Any:
         pass
     raise MDSSchemaError(f"MDS index {where}: partition directory value '{text}' of column '{column}' is not a "
                          f"{t.simpleString()}")  # fmt: skip
+
+
+def partition_columns_option(options: dict) -> list[str]:
+    """The ``partition_by`` write option (comma-separated column names): how ``spark_mds.write``
+    passes ``partition_by`` to the Python data source, which Spark's ``partitionBy`` refuses."""
+    text = next((str(v) for k, v in options.items() if k.lower() == "partition_by" and v is not None), "")
+    return [c.strip() for c in text.split(",") if c.strip()]
+

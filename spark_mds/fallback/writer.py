@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from .compat import DataSourceArrowWriter, WriterCommitMessage
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
 from .options import parse_write_options
-from .partitions import Partitioning
+from .partitions import Partitioning, partition_columns_option
 from .storage import open_store
 
 __all__ = [
@@ -80,6 +81,7 @@ class WritePlan:
         options: compression, hashes, size limit, storage options of a remote location, and the
             layout's encodings and null handling.
         start_digest: SHA-256 of ``index.json`` when the job started (None: there was none).
+        partitioning: the partition columns (the ``partition_by`` option; docs/format.md §8).
     """
 
     location: str
@@ -88,6 +90,7 @@ class WritePlan:
     layout: WriteLayout
     options: WriteOptions
     start_digest: str | None
+    partitioning: Partitioning = field(default_factory=lambda: Partitioning(StructType([])))
 
     def store(self) -> Storage:
         """The dataset's store, opened anew in each process (driver, tasks, commit)."""
@@ -118,14 +121,16 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
     where = store.location
     snap = read_index(store)
     index = snap.index
+    partitioning = Partitioning.for_write(schema, partition_columns_option(options))
+    schema = StructType([f for f in schema.fields if f.name not in partitioning.names])
     if index is not None and not overwrite and (index.shards or index.spark_mds is not None):
-        partitioned = Partitioning.of(index, index_where(store))
-        if partitioned:
-            raise MDSSchemaError(
-                f"cannot append to the MDS dataset at {where}: it is partitioned by {', '.join(partitioned.names)} "
-                "(written with partitionBy), and the Python fallback writes no partitioned datasets yet; append with "
-                "the spark-mds jar (df.write.partitionBy(...).format('mds')), or overwrite the dataset"
-            )
+        had = Partitioning.of(index, index_where(store))
+        if had.names != partitioning.names:
+            def show(p: Partitioning) -> str:
+                return f"partitionBy({', '.join(p.names)})" if p else "no partition columns"
+
+            raise MDSSchemaError(f"cannot append to the MDS dataset at {where} with {show(partitioning)}: it was written "
+                                 f"with {show(had)}. Append with the dataset's partitioning, or overwrite it")  # fmt: skip
         check_same_columns(index)
         infos = ndarray_infos(store, index)
         old = dataset_spark_schema(index, infos, index_where(store))
@@ -133,7 +138,7 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
     else:
         layout = new_write_layout(schema, opts)
     opts = replace(opts, encodings=layout.encodings, nulls="mask" if layout.null_mask else "error")
-    plan = WritePlan(where, new_job_id(), overwrite, layout, opts, _digest(snap.data))
+    plan = WritePlan(where, new_job_id(), overwrite, layout, opts, _digest(snap.data), partitioning)
     dry = TableWriter(_DryOutput(), layout.arrow_schema, replace(opts, max_workers=0), name_prefix="dry.")
     if dry.mds_columns != layout.mds_columns:  # the format core and this layout must agree
         raise MDSSchemaError(
@@ -197,6 +202,23 @@ def _conform(batch: pa.RecordBatch, layout: WriteLayout, writer_schema: pa.Schem
     return pa.RecordBatch.from_arrays(arrays, schema=writer_schema)
 
 
+def _runs(batch: pa.RecordBatch, partitioning: Partitioning) -> Iterator[tuple[str, pa.Array]]:
+    """The batch's runs of rows with equal partition values: (their directory, their row indices)."""
+    names = batch.schema.names
+    columns = []
+    for n in partitioning.names:
+        i = next((i for i, x in enumerate(names) if x == n), -1)
+        if i < 0:
+            raise MDSSchemaError(f"the data has no partition column '{n}'")
+        columns.append(batch.column(i).to_pylist())
+    keys = list(zip(*columns))
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            yield partitioning.dir_of(keys[start]), pa.array(range(start, i), pa.int64())
+            start = i
+
+
 def _task_ids() -> tuple[int, int]:
     from pyspark import TaskContext
 
@@ -236,18 +258,42 @@ class MdsArrowWriter(DataSourceArrowWriter):
     # ------------------------------------------------------------------ executors
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> MdsCommitMessage:
-        """Writes one task's batches as shards; returns their index entries."""
+        """Writes one task's batches as shards; returns their index entries. A partitioned write
+        starts a shard sequence in the partition's directory whenever the partition values change
+        (``spark_mds.write`` sorts each task's rows by them, as the JVM source does)."""
         plan = self.plan
         partition, attempt = _task_ids()
         out = _RecordingOutput(plan.store(), plan.job_id)
-        writer = plan.table_writer(out, f"{job_prefix(plan.job_id)}{partition:05d}.{attempt}.")
+        prefix = f"{job_prefix(plan.job_id)}{partition:05d}.{attempt}."
+        writers: list[TableWriter] = []
+        shards: list[dict] = []
+        runs: dict[str, int] = {}  # partition directory -> sequences started there (unsorted input)
+        current = None
         try:
             for batch in iterator:
-                if batch.num_rows:
-                    writer.write_batch(_conform(batch, plan.layout, writer.schema))
-            shards = writer.finish()
+                if not batch.num_rows:
+                    continue
+                if not plan.partitioning:
+                    if not writers:
+                        writers.append(plan.table_writer(out, prefix))
+                    writers[0].write_batch(_conform(batch, plan.layout, writers[0].schema))
+                    continue
+                for d, rows in _runs(batch, plan.partitioning):
+                    if d != current:
+                        if writers:
+                            shards += writers[-1].finish()
+                        k = runs.get(d, 0)
+                        runs[d] = k + 1
+                        writers.append(plan.table_writer(out, f"{d}/{prefix}" + (f"r{k}." if k else "")))
+                        current = d
+                    writers[-1].write_batch(_conform(batch.take(rows), plan.layout, writers[-1].schema))
+            if not plan.partitioning and not writers:  # an empty task still records the columns
+                writers.append(plan.table_writer(out, prefix))
+            if writers:
+                shards += writers[-1].finish()
         except BaseException:
-            writer.abort()  # waits for the shard threads, so every written name is known
+            for w in writers:
+                w.abort()  # waits for the shard threads, so every written name is known
             try:
                 out.store.delete(list(out.written))
             except Exception as exc:  # the commit or abort of the job removes them anyway
@@ -277,19 +323,23 @@ class MdsArrowWriter(DataSourceArrowWriter):
                                                     snap.data):
                 raise changed
         except BaseException:
-            _end_failed_job(store, plan.job_id)
+            _end_failed_job(plan, msgs)
             raise
         # Published: end the job, then remove its unreferenced files (failed or duplicate attempts;
         # an attempt still writing removes its own) and, on overwrite, the replaced shards.
         referenced = {n for s in new_shards for n in _basenames(s)}
+        dirs = sorted({plan.partitioning.dir_prefix(n) + "/" for n in referenced}) if plan.partitioning else [""]
         try:
             store.delete([job_marker(plan.job_id)])
-            store.delete([n for n in store.list_names(job_prefix(plan.job_id)) if n not in referenced])
+            for d in dirs:  # a task's attempts write the same partitions (the same rows)
+                store.delete([n for n in (d + x for x in _list_names(plan, d, job_prefix(plan.job_id))) if n not in referenced])
             if plan.overwrite and snap.obj is not None:
                 old = {n for s in snap.obj.get("shards", []) for n in _basenames(s)}
                 store.delete(sorted(old - referenced))
         except Exception as exc:
             log.warning("could not remove unreferenced files under %s: %s", plan.location, exc)
+        if plan.partitioning or (plan.overwrite and snap.index is not None):
+            _publish_partition_indexes(plan, snap)
 
     def abort(self, messages: Sequence[MdsCommitMessage | None]) -> None:
         """Removes every file of this job (messages may hold None for failed tasks).
@@ -297,7 +347,46 @@ class MdsArrowWriter(DataSourceArrowWriter):
         Spark calls this as soon as the job fails, without waiting for the job's other running
         tasks. They find the job's marker gone at their next file and remove their own files.
         """
-        _end_failed_job(self.plan.store(), self.plan.job_id)
+        _end_failed_job(self.plan, messages)
+
+
+def _list_names(plan: WritePlan, directory: str, prefix: str) -> list[str]:
+    """Names in a directory of the dataset ("" or ``a=1/``) that start with ``prefix``."""
+    store = open_store(f"{plan.location}/{directory}".rstrip("/"), plan.options.storage_options) if directory else plan.store()
+    return store.list_names(prefix)
+
+
+def _publish_partition_indexes(plan: WritePlan, replaced: IndexSnapshot) -> None:
+    """Each partition directory's ``index.json``, a view of the root index that was published
+    (docs/format.md §8), and, after an overwrite, the removal of the replaced partitions' indexes."""
+    try:
+        root = json.loads(plan.store().read_bytes("index.json"))
+        prefixes = sorted({plan.partitioning.dir_prefix(s["raw_data"]["basename"]) for s in root["shards"]}) \
+            if plan.partitioning else []
+        meta = {k: v for k, v in (root.get("spark_mds") or {}).items() if k != "partition_columns"}
+        for p in prefixes:
+            def strip(f: dict | None) -> dict | None:
+                return None if f is None else {**f, "basename": f["basename"][len(p) + 1:]}
+
+            shards = [{**s, "raw_data": strip(s["raw_data"]), "zip_data": strip(s.get("zip_data"))}
+                      for s in root["shards"] if s["raw_data"]["basename"].startswith(p + "/")]  # fmt: skip
+            sub = {"shards": shards, "version": 2, **({"spark_mds": meta} if meta else {})}
+            open_store(f"{plan.location}/{p}", plan.options.storage_options).publish_index(
+                json.dumps(sub, sort_keys=True).encode("ascii"), plan.job_id)
+        old = Partitioning.of(replaced.index, plan.location) if replaced.index is not None else None
+        if plan.overwrite and old:
+            gone = sorted({old.dir_prefix(s.raw_data.basename) for s in replaced.index.shards} - set(prefixes))  # type: ignore[union-attr]
+            store = plan.store()
+            store.delete([f"{p}/index.json" for p in gone])
+            for p in gone:  # then the emptied directories, from the deepest (object stores have none)
+                parts = p.split("/")
+                for depth in range(len(parts), 0, -1):
+                    local = store.local_file("/".join(parts[:depth]))
+                    if local is None or not os.path.isdir(local) or os.listdir(local):
+                        break
+                    os.rmdir(local)
+    except Exception as exc:
+        log.warning("could not write the partition indexes under %s: %s", plan.location, exc)
 
 
 def _index_text(plan: WritePlan, snap: IndexSnapshot, new_shards: list[dict]) -> str:
@@ -310,14 +399,23 @@ def _index_text(plan: WritePlan, snap: IndexSnapshot, new_shards: list[dict]) ->
     obj["shards"] = (list(snap.obj["shards"]) if appending else []) + new_shards  # type: ignore[index]
     obj["version"] = 2
     if plan.layout.spark_mds is not None:
-        obj["spark_mds"] = plan.layout.spark_mds
+        obj["spark_mds"] = dict(plan.layout.spark_mds)
+        if plan.partitioning:
+            obj["spark_mds"]["partition_columns"] = plan.partitioning.schema.jsonValue()
     return json.dumps(obj, sort_keys=True)
 
 
-def _end_failed_job(store: Storage, job_id: str) -> None:
-    """Deletes the job's marker, then every file of the job (docs/format.md §6)."""
+def _end_failed_job(plan: WritePlan, messages: Sequence[MdsCommitMessage | None]) -> None:
+    """Deletes the job's marker, then every file of the job (docs/format.md §6): in the dataset's
+    directory, and in the partition directories that the tasks' messages name (a failed task
+    removed its own files)."""
+    store = plan.store()
+    dirs = {plan.partitioning.dir_prefix(s["raw_data"]["basename"]) + "/" for m in messages if m is not None
+            for s in m.shards} if plan.partitioning else set()  # fmt: skip
     try:
-        store.delete([job_marker(job_id)])
-        store.delete(store.list_names(job_prefix(job_id)) + [temp_index(job_id)])
+        store.delete([job_marker(plan.job_id)])
+        store.delete(store.list_names(job_prefix(plan.job_id)) + [temp_index(plan.job_id)])
+        for d in sorted(dirs):
+            store.delete([d + n for n in _list_names(plan, d, job_prefix(plan.job_id))])
     except Exception as exc:
         log.warning("could not remove the files of an aborted write under %s: %s", store.location, exc)

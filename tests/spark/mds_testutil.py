@@ -167,6 +167,15 @@ class Implementation:
         else:
             spark_mds.write(df, path, mode=mode, engine="mapInArrow", **options)
 
+    def write_partitioned(self, df, path: str, columns: list[str], mode: str = "errorifexists", **options) -> None:
+        """A partitioned write the way a user of this implementation does it."""
+        if self.jar:
+            df.write.format("mds").mode(mode).options(**options).partitionBy(*columns).save(path)
+        elif PYTHON_SOURCE:
+            spark_mds.write(df, path, mode=mode, format=self.fmt, partition_by=columns, **options)
+        else:
+            spark_mds.write(df, path, mode=mode, engine="mapInArrow", partition_by=columns, **options)
+
     def read(self, spark, path: str, schema=None, **options):
         if self.jar or PYTHON_SOURCE:
             reader = spark.read.format(self.fmt).options(**options)

@@ -30,9 +30,9 @@ def rows(df) -> list[tuple]:
     return sorted(tuple(r) for r in df.collect())
 
 
-def test_partitioned_layout_and_index(spark, tmp_path):
+def test_partitioned_layout_and_index(spark, tmp_path, impl):
     out = tmp_path / "ds"
-    source(spark).write.format("mds").partitionBy("split", "even").save(str(out))
+    impl.write_partitioned(source(spark), str(out), ["split", "even"])
     root = json.loads((out / "index.json").read_text())
     schema = root["spark_mds"]
     assert [f["name"] for f in schema["schema"]["fields"]] == ["id", "text", "day"]
@@ -51,7 +51,7 @@ def test_partitioned_layout_and_index(spark, tmp_path):
 def test_both_implementations_restore_the_partition_columns(spark, tmp_path, impl):
     out = str(tmp_path / "ds")
     df = source(spark)
-    df.write.format("mds").partitionBy("split", "day").save(out)
+    impl.write_partitioned(df, out, ["split", "day"])
     back = impl.read(spark, out)
     assert back.columns == ["id", "text", "even", "split", "day"]  # partition columns last, as Spark's file sources
     assert rows(back.select(*df.columns)) == rows(df)
@@ -158,7 +158,9 @@ from streaming import StreamingDataset
 root, splits = sys.argv[1], json.loads(sys.argv[2])
 def ids(**kw):
     ds = StreamingDataset(local=root, shuffle=False, batch_size=1, **kw)
-    return sorted(int(ds[i]["id"]) for i in range(ds.num_samples)), sorted(ds[0].keys()) if ds.num_samples else []
+    samples = [ds[i] for i in range(ds.num_samples)]
+    return (sorted([int(x["id"]), x["text"], int(x["even"]), int(x["day"])] for x in samples),
+            sorted(samples[0].keys()) if samples else [])
 print(json.dumps({"root": ids(), "splits": {s: ids(split=s) for s in splits}}))
 '''
 
@@ -168,9 +170,12 @@ def test_the_reference_reads_each_partition_and_the_merged_root(spark, tmp_path,
     source(spark).write.format("mds").partitionBy("split").save(str(out))
     dirs = ["split=train", f"split={escape_path_name('va/l:1')}", "split=__HIVE_DEFAULT_PARTITION__"]
     got = run_reference(ref_python, READ_PARTITIONS, str(out), json.dumps(dirs))
-    assert got["root"] == [list(range(60)), ["__nulls__", "day", "even", "id", "text"]]
+    # The reference sees the stored values: booleans as uint8, dates as days since 1970-01-01.
+    expected = [[i, f"text {i}", int(i % 2 == 0), 19723 + i % 2] for i in range(60)]
+    keys = ["__nulls__", "day", "even", "id", "text"]
+    assert got["root"] == [expected, keys]
     for k, d in enumerate(dirs):
-        assert got["splits"][d] == [[i for i in range(60) if i % 3 == k], ["__nulls__", "day", "even", "id", "text"]]
+        assert got["splits"][d] == [[e for e in expected if e[0] % 3 == k], keys]
 
 
 def test_path_escaping_is_sparks():
@@ -189,14 +194,37 @@ def test_a_shard_outside_the_partition_directories_is_named(spark, tmp_path, imp
         impl.read(spark, str(out)).collect()
 
 
-def test_the_python_fallback_refuses_to_append_to_a_partitioned_dataset(spark, tmp_path):
+def test_each_implementation_appends_to_the_others_partitioned_dataset(spark, tmp_path, impl):
+    """The same partitions and samples from both implementations: one writes, the other appends,
+    and every partition directory's index lists its shards of both writes."""
     out = tmp_path / "ds"
-    source(spark, 6).write.format("mds").partitionBy("split").save(str(out))
-    before = (out / "index.json").read_bytes()
+    other = Implementation("python" if impl.jar else "jar")
     if PYTHON_SOURCE:
         from spark_mds.python_source import register_python_source
 
         register_python_source(spark, "mds_py")
-    with pytest.raises(Exception, match="it is partitioned by split .* the Python fallback writes no partitioned"):
-        Implementation("python").write(source(spark, 6).drop("split"), str(out), mode="append")
-    assert (out / "index.json").read_bytes() == before
+    impl.write_partitioned(source(spark, 30), str(out), ["split"])
+    other.write_partitioned(source(spark, 30), str(out), ["split"], mode="append")
+    with pytest.raises(Exception, match=r"with no partition columns: it was written with partitionBy\(split\)"):
+        other.write(source(spark, 6), str(out), mode="append")
+    for d, k in [("split=train", 0), ("split=__HIVE_DEFAULT_PARTITION__", 2)]:
+        sub = json.loads((out / d / "index.json").read_text())
+        assert sum(s["samples"] for s in sub["shards"]) == 20
+        assert rows(impl.read(spark, str(out / d)).select("id")) == sorted((i,) for i in range(30) if i % 3 == k for _ in "ab")
+    assert rows(other.read(spark, str(out)).select("id", "split")) == sorted(
+        (i, SPLITS[i % 3]) for i in range(30) for _ in "ab")
+
+
+def test_a_failed_partitioned_write_leaves_no_files(spark, tmp_path, impl):
+    """A task fails (a null with nulls=error) after others wrote shards into several partition
+    directories: the job's files are removed from all of them, and no index is published."""
+    out = tmp_path / "ds"
+    if PYTHON_SOURCE:
+        from spark_mds.python_source import register_python_source
+
+        register_python_source(spark, "mds_py")
+    df = spark.createDataFrame([(i, None if i == 59 else f"t{i}", "ab"[i % 2]) for i in range(60)],
+                               "id BIGINT, text STRING, split STRING").coalesce(1)
+    with pytest.raises(Exception, match="text"):
+        impl.write_partitioned(df, str(out), ["split"], nulls="error", size_limit="200")
+    assert [p for p in out.rglob("*") if p.is_file()] == []

@@ -124,14 +124,19 @@ object MdsPartitioning {
     MdsPartitioning(StructType(fields.map(_.copy(nullable = true))))
   }
 
-  /** The partition columns that `DataFrameWriter.partitionBy` passes to a V1 write. */
-  def columnsOption(parameters: Map[String, String]): Seq[String] =
-    parameters.collectFirst { case (k, v) if k.equalsIgnoreCase("__partition_columns") => v } match {
-      case Some(json) =>
-        val node = io.sparkmds.format.PyJson.mapper.readTree(json)
-        (0 until node.size()).map(i => node.get(i).asText())
-      case None => Nil
+  /**
+   * The partition columns of a V1 write: those `DataFrameWriter.partitionBy` passes, else the
+   * `partition_by` option (comma-separated), which `spark_mds.write(partition_by=...)` gives every
+   * implementation (Spark refuses `partitionBy` for Python data sources).
+   */
+  def columnsOption(parameters: Map[String, String]): Seq[String] = {
+    def get(name: String) = parameters.collectFirst { case (k, v) if k.equalsIgnoreCase(name) && v != null => v }
+    val fromWriter = get("__partition_columns").toSeq.flatMap { json =>
+      val node = io.sparkmds.format.PyJson.mapper.readTree(json)
+      (0 until node.size()).map(i => node.get(i).asText())
     }
+    if (fromWriter.nonEmpty) fromWriter else get("partition_by").toSeq.flatMap(_.split(',').map(_.trim).filter(_.nonEmpty))
+  }
 
   private def supported(t: DataType): Boolean = t match {
     case StringType | BooleanType | ByteType | ShortType | IntegerType | LongType | DateType => true

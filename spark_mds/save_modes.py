@@ -98,7 +98,10 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
     engine = engine_name(engine)
     texts = {k: _option_text(v) for k, v in options.items()}
     if partition_by:
+        from .fallback.partitions import Partitioning
+
         columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
+        Partitioning.for_write(df.schema, columns)  # the column errors of every implementation, before the sort
         texts["partition_by"] = ",".join(columns)
         df = _sorted_by(df, columns)
     if engine == "mapInArrow":

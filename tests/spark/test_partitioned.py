@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import spark_mds
 from mds_testutil import PYTHON_SOURCE, SPARK_MAJOR, Implementation, run_reference
 from spark_mds.fallback.partitions import escape_path_name, unescape_path_name
 
@@ -228,3 +229,15 @@ def test_a_failed_partitioned_write_leaves_no_files(spark, tmp_path, impl):
     with pytest.raises(Exception, match="text"):
         impl.write_partitioned(df, str(out), ["split"], nulls="error", size_limit="200")
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_spark_mds_write_partitions_through_the_jar_too(spark, tmp_path):
+    """spark_mds.write(partition_by=...) is one call for every implementation: with the jar serving
+    format("mds"), the option reaches it (and a wrong column fails there, naming it)."""
+    out = tmp_path / "ds"
+    spark_mds.write(source(spark, 12), str(out), partition_by="split")
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "split=__HIVE_DEFAULT_PARTITION__", "split=train",
+                                                     f"split={escape_path_name('va/l:1')}"]
+    assert spark.read.format("mds").load(str(out)).columns[-1] == "split"
+    with pytest.raises(Exception, match="partition column 'nope' is not a column of the data"):
+        spark_mds.write(source(spark, 12), str(tmp_path / "other"), partition_by=["nope"])

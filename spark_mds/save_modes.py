@@ -103,7 +103,8 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
         columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
         Partitioning.for_write(df.schema, columns)  # the column errors of every implementation, before the sort
         texts["partition_by"] = ",".join(columns)
-        df = _sorted_by(df, columns)
+        if engine == "mapInArrow" or not _jar_serves(df, format):  # the JVM source sorts by itself
+            df = _sorted_by(df, columns)
     if engine == "mapInArrow":
         _write_with_arrow(df, path, mode, texts)
         return
@@ -114,6 +115,13 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
             _write_with_arrow(df, path, mode, texts)
             return
         raise
+
+
+def _jar_serves(df: Any, format: str) -> bool:
+    """Whether the spark-mds jar serves ``format`` in this (classic) session; unknown on Spark Connect."""
+    from . import _jvm_source
+
+    return format.lower() == "mds" and _jvm_source(df.sparkSession) is not None
 
 
 def _sorted_by(df: Any, columns: list[str]) -> Any:

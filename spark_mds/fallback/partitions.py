@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
 from pyspark.sql.types import (BooleanType, ByteType, DateType, IntegerType, LongType, ShortType, StringType, StructField,
                                StructType)
 
@@ -121,16 +120,6 @@ class Partitioning:
             text = unescape_path_name(text)
             values.append(None if text == DEFAULT_PARTITION_NAME else _parse(text, f.name, f.dataType, where))
         return tuple(values)
-
-    def arrow_type(self, name: str) -> pa.DataType:
-        t = self.schema[name].dataType
-        if isinstance(t, StringType):
-            return pa.string()
-        if isinstance(t, BooleanType):
-            return pa.bool_()
-        if isinstance(t, DateType):
-            return pa.date32()
-        return {ByteType: pa.int8(), ShortType: pa.int16(), IntegerType: pa.int32(), LongType: pa.int64()}[type(t)]
 
 
 def _parse(text: str, column: str, t: Any, where: str) -> Any:

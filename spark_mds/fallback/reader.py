@@ -89,6 +89,18 @@ def plan_partitions(shards: Sequence[ShardEntry], max_partition_bytes: int, para
     return groups
 
 
+def _partition_values(parts: Partitioning, shards: Sequence[ShardEntry], where: str) -> list[tuple]:
+    """Each shard's partition values, parsed once per partition directory."""
+    seen: dict[str, tuple] = {}
+    out = []
+    for s in shards:
+        d = parts.dir_prefix(s.raw_data.basename)
+        if d not in seen:
+            seen[d] = parts.values_of(s.raw_data.basename, where)
+        out.append(seen[d])
+    return out
+
+
 def _stored_bytes_column(c: ReadColumn, size: int | None) -> ReadColumn:
     """Reads a column's stored payloads (what the reference would decode) instead of its values:
     variable-size columns as ``bytes``, fixed-size ones as a ``size``-byte static ndarray."""
@@ -130,7 +142,6 @@ class MdsReader(DataSourceReader):
         parts = Partitioning.of(snap.index, index_where(store)) if snap.index is not None else Partitioning(StructType([]))
         # The partition columns asked for: (position in the schema, position among the partition values).
         self.partition_fields = [(i, parts.names.index(f.name)) for i, f in enumerate(schema.fields) if f.name in parts.names]
-        self.partition_types = {i: parts.arrow_type(schema.fields[i].name) for i, _ in self.partition_fields}
         data_fields = [f for f in schema.fields if f.name not in parts.names]
         self.schema = schema
         self.target = pa.schema([pa.field(f.name, spark_arrow_type(f.dataType), f.nullable) for f in schema.fields])
@@ -170,8 +181,7 @@ class MdsReader(DataSourceReader):
                 self._check_cast(f.name, c, f.dataType)
             columns.append(c)
         self.read_schema = ReadSchema(columns, dataset.null_mask if index.shards else None)
-        where = index_where(store)
-        values = [parts.values_of(s.raw_data.basename, where) for s in index.shards] if parts else None
+        values = _partition_values(parts, index.shards, index_where(store)) if parts else None
         self.partitions_ = plan_partitions(index.shards, opts.max_partition_bytes, parallelism, values) if index.shards else []
 
     def _check_cast(self, name: str, c: ReadColumn, t: object) -> None:
@@ -246,9 +256,9 @@ class MdsReader(DataSourceReader):
         if not self.partition_fields:
             return batch
         data = iter(batch.columns)
-        by_position = {i: pa.array([values[k]] * batch.num_rows, self.partition_types[i]) for i, k in self.partition_fields}
-        arrays = [by_position[i] if i in by_position else next(data) for i in range(len(self.target))]
-        arrays = [a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, self.target)]
+        constant = {i: pa.repeat(pa.scalar(values[k], self.target.field(i).type), batch.num_rows)
+                    for i, k in self.partition_fields}  # fmt: skip
+        arrays = [constant[i] if i in constant else next(data) for i in range(len(self.target))]
         return pa.RecordBatch.from_arrays(arrays, schema=self.target)
 
     def _conform(self, batch: pa.RecordBatch, n: int) -> pa.RecordBatch:

@@ -18,7 +18,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql.types import StructType
 
 from mds_loader.errors import MDSError, MDSSchemaError
@@ -92,9 +94,11 @@ class WritePlan:
     start_digest: str | None
     partitioning: Partitioning = field(default_factory=lambda: Partitioning(StructType([])))
 
-    def store(self) -> Storage:
-        """The dataset's store, opened anew in each process (driver, tasks, commit)."""
-        return open_store(self.location, self.options.storage_options)
+    def store(self, directory: str = "") -> Storage:
+        """The dataset's store (or that of one of its partition directories, ``a=1/b=x``), opened
+        anew in each process (driver, tasks, commit)."""
+        location = f"{self.location.rstrip('/')}/{directory.strip('/')}" if directory.strip("/") else self.location
+        return open_store(location, self.options.storage_options)
 
     def table_writer(self, out: object, name_prefix: str) -> TableWriter:
         """The shard writer of one task."""
@@ -203,20 +207,25 @@ def _conform(batch: pa.RecordBatch, layout: WriteLayout, writer_schema: pa.Schem
 
 
 def _runs(batch: pa.RecordBatch, partitioning: Partitioning) -> Iterator[tuple[str, pa.Array]]:
-    """The batch's runs of rows with equal partition values: (their directory, their row indices)."""
+    """The batch's runs of rows with equal partition values: (their directory, their row indices).
+    Where values change is found with Arrow kernels; only each run's first row becomes Python values."""
     names = batch.schema.names
+    n = batch.num_rows
+    starts = np.zeros(n, dtype=bool)
+    starts[0] = True
     columns = []
-    for n in partitioning.names:
-        i = next((i for i, x in enumerate(names) if x == n), -1)
-        if i < 0:
-            raise MDSSchemaError(f"the data has no partition column '{n}'")
-        columns.append(batch.column(i).to_pylist())
-    keys = list(zip(*columns))
-    start = 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            yield partitioning.dir_of(keys[start]), pa.array(range(start, i), pa.int64())
-            start = i
+    for name in partitioning.names:
+        if name not in names:
+            raise MDSSchemaError(f"the data has no partition column '{name}'")
+        col = batch.column(names.index(name))
+        columns.append(col)
+        prev, cur = col.slice(0, n - 1), col.slice(1)
+        same = pc.or_(pc.fill_null(pc.equal(prev, cur), False), pc.and_(prev.is_null(), cur.is_null()))
+        starts[1:] |= ~same.to_numpy(zero_copy_only=False)
+    bounds = np.append(np.flatnonzero(starts), n)
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        values = tuple(c[int(start)].as_py() for c in columns)
+        yield partitioning.dir_of(values), pa.array(np.arange(start, end))
 
 
 def _task_ids() -> tuple[int, int]:
@@ -319,8 +328,8 @@ class MdsArrowWriter(DataSourceArrowWriter):
                 raise changed
             # The check and the replacement are one step: two jobs that both passed the check above
             # cannot both publish (the second one would silently drop the first one's shards).
-            if not store.publish_index_if_unchanged(_index_text(plan, snap, new_shards).encode("ascii"), plan.job_id,
-                                                    snap.data):
+            text = _index_text(plan, snap, new_shards)
+            if not store.publish_index_if_unchanged(text.encode("ascii"), plan.job_id, snap.data):
                 raise changed
         except BaseException:
             _end_failed_job(plan, msgs)
@@ -332,14 +341,14 @@ class MdsArrowWriter(DataSourceArrowWriter):
         try:
             store.delete([job_marker(plan.job_id)])
             for d in dirs:  # a task's attempts write the same partitions (the same rows)
-                store.delete([n for n in (d + x for x in _list_names(plan, d, job_prefix(plan.job_id))) if n not in referenced])
+                store.delete([n for n in (d + x for x in plan.store(d).list_names(job_prefix(plan.job_id))) if n not in referenced])
             if plan.overwrite and snap.obj is not None:
                 old = {n for s in snap.obj.get("shards", []) for n in _basenames(s)}
                 store.delete(sorted(old - referenced))
         except Exception as exc:
             log.warning("could not remove unreferenced files under %s: %s", plan.location, exc)
         if plan.partitioning or (plan.overwrite and snap.index is not None):
-            _publish_partition_indexes(plan, snap)
+            _publish_partition_indexes(plan, json.loads(text), snap)
 
     def abort(self, messages: Sequence[MdsCommitMessage | None]) -> None:
         """Removes every file of this job (messages may hold None for failed tasks).
@@ -350,17 +359,10 @@ class MdsArrowWriter(DataSourceArrowWriter):
         _end_failed_job(self.plan, messages)
 
 
-def _list_names(plan: WritePlan, directory: str, prefix: str) -> list[str]:
-    """Names in a directory of the dataset ("" or ``a=1/``) that start with ``prefix``."""
-    store = open_store(f"{plan.location}/{directory}".rstrip("/"), plan.options.storage_options) if directory else plan.store()
-    return store.list_names(prefix)
-
-
-def _publish_partition_indexes(plan: WritePlan, replaced: IndexSnapshot) -> None:
-    """Each partition directory's ``index.json``, a view of the root index that was published
+def _publish_partition_indexes(plan: WritePlan, root: dict, replaced: IndexSnapshot) -> None:
+    """Each partition directory's ``index.json``, a view of the ``root`` index that was published
     (docs/format.md §8), and, after an overwrite, the removal of the replaced partitions' indexes."""
     try:
-        root = json.loads(plan.store().read_bytes("index.json"))
         prefixes = sorted({plan.partitioning.dir_prefix(s["raw_data"]["basename"]) for s in root["shards"]}) \
             if plan.partitioning else []
         meta = {k: v for k, v in (root.get("spark_mds") or {}).items() if k != "partition_columns"}
@@ -371,7 +373,7 @@ def _publish_partition_indexes(plan: WritePlan, replaced: IndexSnapshot) -> None
             shards = [{**s, "raw_data": strip(s["raw_data"]), "zip_data": strip(s.get("zip_data"))}
                       for s in root["shards"] if s["raw_data"]["basename"].startswith(p + "/")]  # fmt: skip
             sub = {"shards": shards, "version": 2, **({"spark_mds": meta} if meta else {})}
-            open_store(f"{plan.location}/{p}", plan.options.storage_options).publish_index(
+            plan.store(p).publish_index(
                 json.dumps(sub, sort_keys=True).encode("ascii"), plan.job_id)
         old = Partitioning.of(replaced.index, plan.location) if replaced.index is not None else None
         if plan.overwrite and old:
@@ -416,6 +418,6 @@ def _end_failed_job(plan: WritePlan, messages: Sequence[MdsCommitMessage | None]
         store.delete([job_marker(plan.job_id)])
         store.delete(store.list_names(job_prefix(plan.job_id)) + [temp_index(plan.job_id)])
         for d in sorted(dirs):
-            store.delete([d + n for n in _list_names(plan, d, job_prefix(plan.job_id))])
+            store.delete([d + n for n in plan.store(d).list_names(job_prefix(plan.job_id))])
     except Exception as exc:
         log.warning("could not remove the files of an aborted write under %s: %s", store.location, exc)

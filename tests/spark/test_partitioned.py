@@ -177,6 +177,12 @@ def test_the_reference_reads_each_partition_and_the_merged_root(spark, tmp_path,
     assert got["root"] == [expected, keys]
     for k, d in enumerate(dirs):
         assert got["splits"][d] == [[e for e in expected if e[0] % 3 == k], keys]
+    # mds_loader reads them the same way.
+    from mds_loader import StreamingDataset
+
+    for split, k in [(None, None), ("split=train", 0)]:
+        ds = StreamingDataset(local=str(out), split=split, shuffle=False, batch_size=1)
+        assert sorted(int(ds[i]["id"]) for i in range(ds.num_samples)) == [i for i in range(60) if k is None or i % 3 == k]
 
 
 def test_path_escaping_is_sparks():

@@ -12,7 +12,7 @@ import org.apache.spark.sql.{DataFrame, SparkSession}
 import org.apache.spark.sql.catalyst.InternalRow
 import org.apache.spark.sql.catalyst.expressions.{BoundReference, Expression, UnsafeProjection, UnsafeRow}
 import org.apache.spark.sql.functions.{col, monotonically_increasing_id}
-import org.apache.spark.sql.types.{StructField, StructType}
+import org.apache.spark.sql.types.StructType
 import org.apache.spark.util.SerializableConfiguration
 
 /** What a write task sends back to the driver: its shard entries, in write order. */
@@ -72,16 +72,14 @@ final class MdsTaskWriter(task: MdsWriteTask, ctx: TaskContext, beforeSecondFile
   private val written = ArrayBuffer.empty[String]
   private val done = ArrayBuffer.empty[ShardEntry]
   private val partitioned = !task.partitioning.isEmpty
-  private val dataSchema = StructType(task.inputSchema.filterNot(f => task.partitioning.names.contains(f.name)))
-  private def project(fields: Seq[StructField]) = UnsafeProjection.create(fields.map { f =>
-    val i = task.inputSchema.fieldIndex(f.name)
+  // The serializer picks the layout's columns from the input row by name: partition columns are skipped.
+  private val serializer = new MdsSerializer(task.layout, task.inputSchema)
+  private val toKey = if (!partitioned) null else UnsafeProjection.create(task.partitioning.names.map { n =>
+    val i = task.inputSchema.fieldIndex(n)
     BoundReference(i, task.inputSchema(i).dataType, task.inputSchema(i).nullable): Expression
   })
-  private val toData = if (partitioned) project(dataSchema.fields.toSeq) else null
-  private val toKey = if (partitioned) project(task.partitioning.schema.fields.toSeq) else null
   private var key: UnsafeRow = _
   private var prefix = ""
-  private val serializer = new MdsSerializer(task.layout, if (partitioned) dataSchema else task.inputSchema)
   private var shards = newShards()
 
   private def newShards() = new ShardWriter(task.layout.storageNames, task.layout.storageEncodings.map(_.name),
@@ -111,7 +109,7 @@ final class MdsTaskWriter(task: MdsWriteTask, ctx: TaskContext, beforeSecondFile
       prefix = task.partitioning.dirOf(key) + "/"
       shards = newShards()
     }
-    serializer.write(toData(row), shards)
+    serializer.write(row, shards)
   }
 
   def commit(): Seq[ShardEntry] = (done ++= (if (!partitioned || key != null) shards.finish() else Nil)).toSeq

@@ -28,8 +28,11 @@ class MdsDataSource extends TableProvider with DataSourceRegister with MdsSource
 
   /** The data columns, then the partition columns of a partitioned dataset (as Spark's file sources order them). */
   override def inferSchema(options: CaseInsensitiveStringMap): StructType = {
-    val (index, layout) = load(options)
-    StructType(layout.schema ++ MdsPartitioning.of(index, MdsDataSource.pathOf(options.asScala.toMap)).schema)
+    val session = org.apache.spark.sql.SparkSession.active
+    val opts = options.asCaseSensitiveMap().asScala.toMap
+    val path = MdsDataSource.pathOf(opts)
+    val (index, layout) = MdsReadSupport.load(new Path(path), MdsWriteJob.hadoopConf(session, opts))
+    StructType(layout.schema ++ MdsPartitioning.of(index, path).schema)
   }
 
   /** A table without a location yet, or over an empty one, is unpartitioned until written. */
@@ -40,12 +43,6 @@ class MdsDataSource extends TableProvider with DataSourceRegister with MdsSource
       case Some((index, p)) => MdsPartitioning.of(index, p).names.map(n => Expressions.identity(n): Transform).toArray
       case None => Array.empty
     }
-  }
-
-  private def load(options: CaseInsensitiveStringMap) = {
-    val session = org.apache.spark.sql.SparkSession.active
-    val opts = options.asCaseSensitiveMap().asScala.toMap
-    MdsReadSupport.load(new Path(MdsDataSource.pathOf(opts)), MdsWriteJob.hadoopConf(session, opts))
   }
 
   /** `partitionBy` / `PARTITIONED BY`: identity transforms of top-level columns only. */

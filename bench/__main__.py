@@ -61,6 +61,9 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+JPEG_CASE = "batched decode vs per-sample PIL, {} workers"  # (bench/loader.py's JPEG_CASES)
+
+
 def _scaling(cases: dict[str, Any], more: str, fewer: str) -> float | None:
     """mds_loader's samples/s in case `more` over case `fewer` (e.g. 2 workers over 0)."""
     a, b = _get(cases, more, "mds_loader", "samples_per_s"), _get(cases, fewer, "mds_loader", "samples_per_s")
@@ -78,6 +81,7 @@ def targets(out_dir: Path) -> list[dict[str, Any]]:
     std = _get(spark, "results", "standard", "ratios") or {}
     cases = _get(loader, "variants", "standard", "cases") or {}
     fixed = _get(loader, "variants", "fixed", "cases") or {}
+    jpeg = _get(loader, "variants", "jpeg", "cases") or {}
     rows = [
         ("JVM write vs dataframe_to_mds", ">= 10x", std.get("dataframe_to_mds / mds_jvm"), lambda x: x >= 10, "x faster"),
         ("JVM write time vs Parquet", "<= 1.0x", std.get("mds_jvm / parquet (write time)"), lambda x: x <= 1.0, "x the time"),
@@ -97,6 +101,10 @@ def targets(out_dir: Path) -> list[dict[str, Any]]:
          _get(fixed, "DataLoader, 0 workers", "mds_loader", "of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
         ("fixed-size columns vs read+decompress limit, epoch 1 (0 workers)", ">= 0.5 (within 2x)",
          _get(fixed, "DataLoader, 0 workers", "mds_loader", "epoch1_of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
+        ("JPEGs to 224x224: batched decode vs reference per-sample PIL (0 workers)", ">= 3x",
+         _get(jpeg, JPEG_CASE.format(0), "ratio"), lambda x: x >= 3, "x"),
+        ("JPEGs to 224x224: batched decode vs reference per-sample PIL (2 workers)", ">= 2.5x",
+         _get(jpeg, JPEG_CASE.format(2), "ratio"), lambda x: x >= 2.5, "x"),
     ]
     scale = _get(read_result(out_dir, "scale") or {}, "results") or {}
     big = scale.get("100M 4x2", {})
@@ -121,6 +129,23 @@ def summary(out_dir: Path) -> list[dict[str, Any]]:
         value = "not measured" if r["measured"] is None else f"{r['measured']:.2f} {r['unit']}"
         print(f"  [{state}] {r['target']:62s} wanted {r['wanted']:20s} measured {value}")
     return rows
+
+
+def _jpeg_table(v: dict[str, Any]) -> list[str]:
+    """The ImageNet-like JPEG variant: images/s to (batch, 3, 224, 224) uint8 batches."""
+    kb = v["raw_bytes"] / v["rows"] / 1000
+    lines = [f"{v['rows']:,} ImageNet-like JPEGs (about 500x375, {kb:.0f} KB) to 224x224 uint8 batches of "
+             f"{v['batch_size']}, images/s, steady-state epoch:", "",
+             "| DataLoader workers | mds_loader, batched decode | mds_loader, per-sample PIL | mosaicml-streaming, per-sample PIL | ratio |",
+             "|---|---|---|---|---|"]
+    for workers in (0, 2):
+        batched = v["cases"].get(JPEG_CASE.format(workers), {})
+        single = v["cases"].get(f"per-sample PIL, {workers} workers", {})
+        ref = batched.get("streaming", {}).get("samples_per_s")
+        ours = _get(batched, "mds_loader", "samples_per_s")
+        mine = _get(single, "mds_loader", "samples_per_s")
+        lines.append(f"| {workers} | {ours or 0:,.0f} | {mine or 0:,.0f} | " + (f"{ref:,.0f} | {ours / ref:.1f}x |" if ref and ours else "| |"))
+    return lines + [""]
 
 
 def markdown(out_dir: Path) -> str:
@@ -160,6 +185,8 @@ def markdown(out_dir: Path) -> str:
                   "| dataset | loop | mds_loader samples/s | mosaicml-streaming | ratio | epoch 1 (ratio) | peak RSS main / worker |",
                   "|---|---|---|---|---|---|---|"]
         for variant, v in loader["variants"].items():
+            if variant == "jpeg":
+                continue
             for label, e in v["cases"].items():
                 o = e["mds_loader"]
                 ref = e.get("streaming")
@@ -172,6 +199,9 @@ def markdown(out_dir: Path) -> str:
             lines.append(f"| {variant} | physical limit, 1 process: read raw shards / read + decompress | "
                          f"{lim['steady']['samples_per_s']:,.0f} / {lim['epoch1']['samples_per_s']:,.0f} | | | | |")
         lines.append("")
+        jpeg = loader["variants"].get("jpeg")
+        if jpeg:
+            lines += _jpeg_table(jpeg)
     remote = read_result(out_dir, "remote")
     if remote:
         lines += [f"Training epoch from a local S3 server ({remote['server']}) vs local disk: {remote['rows']:,} rows, "

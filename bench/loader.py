@@ -10,7 +10,13 @@ Datasets, written once with ``write_table`` (zstd, 64 MiB shards):
 * ``fixed``: the standard columns without text, tokens written as ``ndarray:int32:256``: every
   column has a fixed size (the "fixed-size columns" case of the physical-limit target);
 * ``wide``: rows/2 rows of 100 fixed-size numeric columns (id int64, 50 float64, 49 int32);
-* ``image``: rows/40 rows of id, label and a 51,200-byte binary column (JPEG-sized).
+* ``image``: rows/40 rows of id, label and a 51,200-byte binary column (JPEG-sized);
+* ``jpeg`` (ImageNet-like): ``--images`` (5,000) JPEGs of about 500x375 and 110 KB, made by the
+  bench (bench/data.py), with id and label; batch ``--image-batch-size`` (64). Every case yields
+  (batch, 3, 224, 224) uint8 tensors: ours decodes whole batches
+  (``decode={"image": ImageDecode(size=224)}``), the reference and "per-sample PIL" decode each
+  sample in the dataset's ``__getitem__`` (``PIL .convert("RGB").resize((224, 224), BILINEAR)``
+  to a CHW tensor, the usual subclass), then the default collate.
 
 Each case runs in a fresh process (so are each worker's memory and start-up measured), shuffled
 (py1e, the default) with one dataset and one loader for all epochs: epoch 1 starts from the
@@ -54,7 +60,7 @@ from typing import Any
 from bench.common import REF_PYTHON, RESULTS, WORK, machine, read_result, write_result
 from bench.data import ENCODINGS, MAKERS, variant_rows
 
-VARIANTS = ("standard", "fixed", "wide", "image")
+VARIANTS = ("standard", "fixed", "wide", "image", "jpeg")
 
 # The same measurements for both implementations.
 RUN_SCRIPT = r"""
@@ -65,6 +71,7 @@ if cfg["impl"] == "streaming":
     from streaming import StreamingDataset, StreamingDataLoader
 else:
     from mds_loader import StreamingDataset, StreamingDataLoader
+import torch
 from torch.utils.data import default_collate
 
 def mem(pid):
@@ -111,10 +118,32 @@ for s in index["shards"]:  # epoch 1 starts from the compressed files only
         except FileNotFoundError:
             pass
 mode, workers, bs = cfg["mode"], cfg["workers"], cfg["batch_size"]
-ds = StreamingDataset(local=path, batch_size=bs, shuffle=True)
+if mode == "pil":  # images decoded per sample, the usual way: a subclass's __getitem__
+    import numpy as np, torch
+    from PIL import Image
+    class PerSample(StreamingDataset):
+        def __getitem__(self, i):
+            s = super().__getitem__(i)
+            image = s["image"].convert("RGB").resize((224, 224), Image.BILINEAR)
+            return {"id": s["id"], "image": torch.from_numpy(np.array(image)).permute(2, 0, 1)}
+    ds = PerSample(local=path, batch_size=bs, shuffle=True)
+else:
+    ds = StreamingDataset(local=path, batch_size=bs, shuffle=True)
 if mode == "samples":
     def epoch():
         return sum(1 for _ in ds)
+elif mode in ("decode", "pil"):
+    kwargs = {}
+    if mode == "decode":
+        from mds_loader import ImageDecode
+        kwargs["decode"] = {"image": ImageDecode(size=224)}
+    loader = StreamingDataLoader(ds, batch_size=bs, num_workers=workers, **kwargs)
+    def epoch():
+        n = 0
+        for b in loader:
+            assert b["image"].shape[1:] == (3, 224, 224) and b["image"].dtype == torch.uint8, b["image"].shape
+            n += len(b["id"])
+        return n
 else:
     kwargs = {"collate_fn": default_collate} if mode == "loader-per-sample" else {}
     loader = StreamingDataLoader(ds, batch_size=bs, num_workers=workers, **kwargs)
@@ -184,8 +213,8 @@ def ensure_raw(path: str) -> None:
 
 
 def run_case(python: Path | str, impl: str, path: str, mode: str, workers: int, args: argparse.Namespace,
-             samples: int, count_column: str) -> dict[str, Any]:
-    cfg = {"impl": impl, "path": path, "mode": mode, "workers": workers, "batch_size": args.batch_size,
+             samples: int, count_column: str, batch_size: int) -> dict[str, Any]:
+    cfg = {"impl": impl, "path": path, "mode": mode, "workers": workers, "batch_size": batch_size,
            "epochs": args.epochs, "samples": samples, "count_column": count_column}
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if impl == "streaming":
@@ -197,15 +226,23 @@ def run_case(python: Path | str, impl: str, path: str, mode: str, workers: int, 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-CASES = [  # (label, mode, workers, reference too)
-    ("per-sample iteration", "samples", 0, True),
-    ("DataLoader, 0 workers", "loader", 0, True),
-    ("DataLoader, 2 workers", "loader", 2, True),
-    ("DataLoader, per-sample collate, 0 workers", "loader-per-sample", 0, False),
-    ("DataLoader, per-sample collate, 2 workers", "loader-per-sample", 2, False),
+CASES = [  # (label, our mode, the reference's mode or None, workers)
+    ("per-sample iteration", "samples", "samples", 0),
+    ("DataLoader, 0 workers", "loader", "loader", 0),
+    ("DataLoader, 2 workers", "loader", "loader", 2),
+    ("DataLoader, per-sample collate, 0 workers", "loader-per-sample", None, 0),
+    ("DataLoader, per-sample collate, 2 workers", "loader-per-sample", None, 2),
 ]
 # The other variants: the batch path only (what training uses), ours vs the reference.
 OTHER_CASES = [CASES[1], CASES[2]]
+# The ImageNet-like JPEGs to 224x224 uint8 batches: ours decodes whole batches, the reference (and
+# ours, for comparison) each sample in __getitem__ with PIL.
+JPEG_CASES = [
+    ("batched decode vs per-sample PIL, 0 workers", "decode", "pil", 0),
+    ("batched decode vs per-sample PIL, 2 workers", "decode", "pil", 2),
+    ("per-sample PIL, 0 workers", "pil", None, 0),
+    ("per-sample PIL, 2 workers", "pil", None, 2),
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -214,6 +251,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=2, help="steady-state epochs per run after the first")
     p.add_argument("--repeat", type=int, default=2, help="interleaved rounds (best epoch counts)")
     p.add_argument("--variants", type=lambda s: [v for v in s.split(",") if v], default=list(VARIANTS))
+    p.add_argument("--images", type=int, default=5000, help="JPEGs of the jpeg (ImageNet-like) variant")
+    p.add_argument("--image-batch-size", type=int, default=64, help="batch size of the jpeg variant")
     p.add_argument("--no-reference", action="store_true", help="only measure mds_loader")
     p.add_argument("--update", action="store_true",
                    help="replace only the measured variants in the existing results (e.g. --variants image --update)")
@@ -234,20 +273,23 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
                               "compression": "zstd", "shuffle": "py1e (default)", "machine": machine(), "variants": {}}
     try:
         for variant in args.variants:
-            rows = variant_rows(variant, args.rows)
+            rows = variant_rows(variant, args.rows, args.images)
+            batch_size = args.image_batch_size if variant == "jpeg" else args.batch_size
             path = str(tmp / variant)
             table = MAKERS[variant](rows)
             write_table(table, path, columns=ENCODINGS.get(variant), compression="zstd", nulls="error")
             del table
             ensure_raw(path)
             limit = physical_limit(path)
-            cases = CASES if variant == "standard" else OTHER_CASES
+            cases = {"standard": CASES, "jpeg": JPEG_CASES}.get(variant, OTHER_CASES)
             runs: dict[str, dict[str, list[dict[str, Any]]]] = {label: {} for label, *_ in cases}
             for _ in range(args.repeat):
-                for label, mode, workers, ref_too in cases:
-                    impls = [("mds_loader", sys.executable)] + ([("streaming", REF_PYTHON)] if reference and ref_too else [])
-                    for impl, python in impls:
-                        r = run_case(python, impl, path, mode, workers, args, rows, "id")
+                for label, mode, ref_mode, workers in cases:
+                    impls = [("mds_loader", sys.executable, mode)]
+                    if reference and ref_mode is not None:
+                        impls.append(("streaming", REF_PYTHON, ref_mode))
+                    for impl, python, impl_mode in impls:
+                        r = run_case(python, impl, path, impl_mode, workers, args, rows, "id", batch_size)
                         runs[label].setdefault(impl, []).append(r)
             cases_out: dict[str, Any] = {}
             for label, by_impl in runs.items():
@@ -275,7 +317,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
                 cases_out[label] = entry
             index = json.loads((Path(path) / "index.json").read_text())
             report["variants"][variant] = {
-                "rows": rows, "shards": len(index["shards"]),
+                "rows": rows, "shards": len(index["shards"]), "batch_size": batch_size,
                 "raw_bytes": sum(s["raw_data"]["bytes"] for s in index["shards"]),
                 "compressed_bytes": sum((s["zip_data"] or s["raw_data"])["bytes"] for s in index["shards"]),
                 "column_encodings": dict(zip(index["shards"][0]["column_names"], index["shards"][0]["column_encodings"])),

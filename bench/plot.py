@@ -89,7 +89,7 @@ def plot_scan(spark: dict[str, Any], out: Path) -> Path:
 
 def plot_loader(loader: dict[str, Any], out: Path) -> Path:
     plt = _setup()
-    variants = list(loader["variants"])
+    variants = [v for v in loader["variants"] if v != "jpeg"]  # (plot_images)
     fig, axes = plt.subplots(1, len(variants), figsize=(3.9 * len(variants), 3.6), squeeze=False,
                              gridspec_kw={"width_ratios": [len(loader["variants"][v]["cases"]) + 1 for v in variants]})
     for ax, variant in zip(axes[0], variants):
@@ -117,6 +117,36 @@ def plot_loader(loader: dict[str, Any], out: Path) -> Path:
             ax.legend(fontsize=7, frameon=False, loc="lower left")
     fig.suptitle(f"Training loop throughput, shuffled, batch {loader['batch_size']} ({_machine(loader)})", fontsize=10)
     return _save(plt, fig, out / "bench-loader.png")
+
+
+def plot_images(v: dict[str, Any], loader: dict[str, Any], out: Path) -> Path:
+    """JPEGs to 224x224 uint8 batches: ours batched and per-sample vs the reference, by workers."""
+    plt = _setup()
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    width = 0.27
+    bars = [("mds_loader, batched decode", "batched decode vs per-sample PIL, {} workers", "mds_loader", OURS),
+            ("mds_loader, per-sample PIL", "per-sample PIL, {} workers", "mds_loader", "#9ecae1"),
+            ("mosaicml-streaming 0.13.0, per-sample PIL", "batched decode vs per-sample PIL, {} workers", "streaming", REF)]
+    for k, (label, case, impl, color) in enumerate(bars):
+        xs, ys = [], []
+        for i, workers in enumerate((0, 2)):
+            value = v["cases"].get(case.format(workers), {}).get(impl, {}).get("samples_per_s")
+            if value:
+                xs.append(i + (k - 1) * width)
+                ys.append(value)
+        ax.bar(xs, ys, width, color=color, label=label)
+        for x, y in zip(xs, ys):
+            ax.text(x, y, f"{y:,.0f}", ha="center", va="bottom", fontsize=7)
+    for i, workers in enumerate((0, 2)):
+        ratio = v["cases"].get(f"batched decode vs per-sample PIL, {workers} workers", {}).get("ratio")
+        if ratio:
+            ax.text(i, 0, f"{ratio:.1f}x", ha="center", va="bottom", fontsize=9, color="white", weight="bold")
+    ax.set_xticks([0, 1], ["DataLoader, 0 workers", "DataLoader, 2 workers"])
+    ax.set_ylabel("images/s (224x224 uint8 batches)")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    kb = v["raw_bytes"] / v["rows"] / 1000
+    ax.set_title(f"{v['rows']:,} JPEGs (~500x375, {kb:.0f} KB), batch {v['batch_size']} ({_machine(loader)})", fontsize=9)
+    return _save(plt, fig, out / "bench-images.png")
 
 
 def plot_startup(startup: dict[str, Any], out: Path) -> Path:
@@ -177,8 +207,10 @@ def plot_all(results: Path = RESULTS, images: Path = IMAGES) -> list[Path]:
         if any("scan_mds" in r for r in spark["results"].values()):
             made.append(plot_scan(spark, images))
     loader = read_result(results, "loader")
-    if loader and loader.get("variants"):
+    if loader and any(v != "jpeg" for v in loader.get("variants", {})):
         made.append(plot_loader(loader, images))
+    if loader and "jpeg" in loader.get("variants", {}):
+        made.append(plot_images(loader["variants"]["jpeg"], loader, images))
     startup = read_result(results, "startup")
     if startup:
         made.append(plot_startup(startup, images))

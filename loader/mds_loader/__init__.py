@@ -16,7 +16,8 @@ from .format import MDSDataset, MDSWriter, open_dataset, read_table, write_table
 
 # The training classes import torch (~1 s): loaded on first use, so that the `mds` CLI and the
 # format API start fast.
-_LAZY = {"Stream": ".stream", "StreamingDataset": ".dataset", "StreamingDataLoader": ".dataloader"}
+_LAZY = {"Stream": ".stream", "StreamingDataset": ".dataset", "StreamingDataLoader": ".dataloader",
+         "ImageDecode": ".images"}
 
 
 def __getattr__(name: str):
@@ -35,6 +36,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ImageDecode",
     "MDSChecksumError",
     "MDSConfigError",
     "MDSDataset",

@@ -12,7 +12,7 @@ the chunk is read, and the chunk says at which row the batches must stop and wha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +32,10 @@ from .batches import (
     to_torch,
 )
 from .cache import ShardCache
-from .errors import MDSSchemaError
-from .format.gather import plan_rows
+from .errors import MDSConfigError, MDSSchemaError
+from .format.gather import Decoder, Payloads, Stop, plan_rows
 from .format.reader import ReadColumn, ReadSchema, ShardRows
+from .images import ImageDecode, check_decode
 from .shared_blocks import HEADER, SharedBlock, WorkerBlocks
 from .stream import Stream
 
@@ -54,7 +55,8 @@ class Chunk:
     Attributes:
         whole: the rows in the batch format (``"polars"``: Arrow), or a :class:`SharedBlock`.
         rows: how many rows it holds.
-        first_null: the first row that ``default_collate`` could not collate (a null), or None.
+        first_null: the first row that cannot be delivered (a null ``default_collate`` could not
+            collate, an image that does not decode), or None.
         error: what to raise when the batch holding ``first_null`` is reached.
     """
 
@@ -115,27 +117,38 @@ class BatchEngine:
             names = [c.name for c in self._cache.schema(0).columns]
         return first.select(names), first
 
-    def formats_supported(self) -> tuple[str, ...]:
+    def formats_supported(self, decoded: Sequence[str] = ()) -> tuple[str, ...]:
         """The batch formats the columns allow (``"torch"`` needs every column to collate like the
-        reference's values do)."""
+        reference's values do, or to be `decoded` images)."""
         columns, _ = self.schema(natural=True)
-        if all(collatable(c.encoding) for c in columns):
+        if all(collatable(c.encoding) or c.name in decoded for c in columns):
             return BATCH_FORMATS
         return tuple(f for f in BATCH_FORMATS if f != "torch")
 
-    def columns_for(self, batch_format: str) -> tuple[list[ReadColumn], bool]:
-        """The columns a batch format reads, and whether with their natural (reference) types.
+    def columns_for(self, batch_format: str, decode: Mapping[str, ImageDecode] | None = None
+                    ) -> tuple[list[ReadColumn], bool, dict[str, ImageDecode]]:  # fmt: skip
+        """The columns a batch format reads, whether with their natural (reference) types, and the
+        image columns to decode (`decode`, checked).
 
         Raises:
-            MDSSchemaError: ``"torch"`` asked of columns that do not collate to tensors.
+            MDSSchemaError: ``"torch"`` asked of columns that do not collate to tensors, or
+                `decode` asked of a column that holds no images.
+            MDSConfigError: `decode` with a format other than ``"torch"`` or ``"numpy"``, or naming
+                a column the batches do not hold.
         """
         natural = batch_format in ("torch", "numpy")
-        if batch_format == "torch" and "torch" not in self.formats_supported():
-            bad = [c.name for c in self.schema(True)[0] if not collatable(c.encoding)]
-            raise MDSSchemaError(f"columns {bad} do not collate to tensors; use batch_format='arrow', select other "
-                                 f"columns, or iterate samples")
+        if decode and not natural:
+            raise MDSConfigError(f"decode= makes uint8 tensors or arrays: use batch_format='torch' or 'numpy', "
+                                 f"not {batch_format!r}")
         columns, _ = self.schema(natural)
-        return columns, natural
+        decode = check_decode(decode, {c.name: c.encoding for c in columns})
+        if batch_format == "torch" and "torch" not in self.formats_supported(list(decode)):
+            bad = [c.name for c in columns if not collatable(c.encoding) and c.name not in decode]
+            hint = ", decode image columns with decode={column: ImageDecode(...)}" if any(
+                c.encoding.family.images for c in columns if c.name in bad) else ""
+            raise MDSSchemaError(f"columns {bad} do not collate to tensors; use batch_format='arrow', select other "
+                                 f"columns{hint}, or iterate samples")
+        return columns, natural, decode
 
     # ------------------------------------------------------------------ reading
 
@@ -192,7 +205,8 @@ class BatchEngine:
         return batch, first_null, error
 
     def read_packed(self, ids: np.ndarray, columns: list[ReadColumn], batch_format: str,
-                    blocks: tuple[WorkerBlocks, int] | None = None) -> Chunk | None:
+                    blocks: tuple[WorkerBlocks, int] | None = None, decoders: Mapping[str, Decoder] | None = None
+                    ) -> Chunk | None:  # fmt: skip
         """The rows of `ids` as a ``"torch"`` or ``"numpy"`` chunk copied straight from the shards
         into one block; None when the columns need Arrow (see :mod:`mds_loader.format.gather`). In
         a DataLoader worker (`blocks`: the loader's blocks and the worker's id), a ``"torch"`` chunk
@@ -200,7 +214,8 @@ class BatchEngine:
         groups = self._parts(ids)
         mask_name = self._null_mask(columns, True)
         # (ShardRows keeps each shard mapped: opening the next reader may close this one)
-        plan = plan_rows([(ShardRows(self._cache.reader(g), rows), pos) for g, rows, pos in groups], columns, mask_name)
+        plan = plan_rows([(ShardRows(self._cache.reader(g), rows), pos) for g, rows, pos in groups], columns, mask_name,
+                         decoders)
         if plan is None:
             return None
         nbytes = plan.layout.nbytes
@@ -217,16 +232,51 @@ class BatchEngine:
                 return None
             whole = packed_torch(array, plan.layout) if batch_format == "torch" else packed_numpy(array, plan.layout)
         first_null, error = (None, None) if plan.null_bits is None else self._first_null(ids, plan.null_bits, columns)
+        first_null, error = _earliest(first_null, error, plan.stop)
         return Chunk(whole, len(ids), first_null, error)
 
+    def decode_rows(self, batch: pa.RecordBatch, decoders: Mapping[str, Decoder]) -> tuple[dict[str, np.ndarray], Stop | None]:
+        """The `decoders`' columns of Arrow rows (the path of rows that cannot be copied straight
+        from the shards), decoded into arrays, and the first row that failed."""
+        out, stop = {}, None
+        for name, decoder in decoders.items():
+            payloads = Payloads.from_arrow(batch.column(name))
+            shape, stopped = decoder.plan(payloads)
+            values = np.zeros((len(payloads), *shape), decoder.dtype)
+            rows = len(payloads) if stopped is None else stopped[0]
+            failed = decoder.fill(values[:rows], payloads.head(rows))
+            for found in (stopped, failed):
+                if found is not None and (stop is None or found[0] < stop[0]):
+                    stop = found
+            out[name] = values
+        return out, stop
+
+    def image_decoders(self, decode: Mapping[str, ImageDecode], columns: list[ReadColumn], seed: int, epoch: int
+                       ) -> Callable[[np.ndarray], dict[str, Decoder]]:  # fmt: skip
+        """For a chunk's sample ids, the image columns' decoders (errors name each row's shard)."""
+        encodings = {c.name: c.encoding for c in columns}
+
+        def bind(ids: np.ndarray) -> dict[str, Decoder]:
+            def where(row: int) -> str:
+                shards, local = self._locate(ids[row : row + 1])
+                return f"{self._cache.raw_path(int(shards[0]))}: sample {int(local[0])}"
+
+            return {name: spec.bind(name, encodings[name], seed, epoch, ids, where) for name, spec in decode.items()}
+
+        return bind
+
     def chunks(self, ids: np.ndarray, batch_format: str, size: int, columns: list[ReadColumn], natural: bool,
-               prefetch: Callable[[int, int], None], blocks: tuple[WorkerBlocks, int] | None = None) -> Iterator[Chunk]:
+               prefetch: Callable[[int, int], None], blocks: tuple[WorkerBlocks, int] | None = None,
+               decoders: Callable[[np.ndarray], dict[str, Decoder]] | None = None,
+               decoded_bytes: int = 0) -> Iterator[Chunk]:  # fmt: skip
         """The samples `ids` decoded in chunks of whole batches of `size`, growing from one batch
         to about :data:`CHUNK_SAMPLES` samples (fewer for rows over 4 KB), with `columns` and
         `natural` as :meth:`columns_for` gives them. ``prefetch(position, samples)`` is called
         before each chunk is read. With `blocks` (in a DataLoader worker), ``"torch"`` chunks are
-        built in shared memory where they can be."""
-        largest = size * max(1, min(CHUNK_SAMPLES, CHUNK_BYTES // self.raw_bytes_per_sample()) // size)
+        built in shared memory where they can be. ``decoders(chunk ids)`` gives the columns to
+        decode (images: :meth:`image_decoders`), which take `decoded_bytes` per sample more."""
+        per_sample = self.raw_bytes_per_sample() + decoded_bytes
+        largest = size * max(1, min(CHUNK_SAMPLES, CHUNK_BYTES // per_sample) // size)
         packed = batch_format in ("torch", "numpy")
         # The first chunk is one batch (the first batch comes out at once, even when its samples
         # span many small shards); chunks then double up to the largest.
@@ -234,16 +284,23 @@ class BatchEngine:
         while start < len(ids):
             prefetch(start, step)
             part = ids[start : start + step]
-            chunk = self.read_packed(part, columns, batch_format, blocks) if packed else None
+            bound = decoders(part) if decoders is not None else {}
+            chunk = self.read_packed(part, columns, batch_format, blocks, bound) if packed else None
             if chunk is None:
                 packed = False  # (the columns or rows need Arrow; they will for the whole epoch)
                 batch, first_null, error = self.read_rows(part, columns, natural)
+                decoded, stop = self.decode_rows(batch, bound) if bound else ({}, None)
+                first_null, error = _earliest(first_null, error, stop)
+                plain = [c for c in columns if c.name not in decoded]
                 if batch_format == "torch":
-                    whole: Any = to_torch(batch, columns)
+                    import torch
+
+                    whole: Any = to_torch(batch, plain) | {k: torch.from_numpy(v) for k, v in decoded.items()}
                 elif batch_format == "numpy":
-                    whole = to_numpy(batch, columns)
+                    whole = to_numpy(batch, plain) | decoded
                 else:
                     whole = batch
+                whole = {c.name: whole[c.name] for c in columns} if decoded else whole  # (the columns' order)
                 chunk = Chunk(whole, len(part), first_null, error)
             yield chunk
             start, step = start + step, min(largest, 2 * step)
@@ -253,3 +310,10 @@ class BatchEngine:
         samples = sum(int(st.index.samples_per_shard.sum()) for st in self._streams)
         stored = sum(int(st.index.raw_bytes_per_shard.sum()) for st in self._streams)
         return max(1, stored // max(1, samples))
+
+
+def _earliest(first_null: int | None, error: Exception | None, stop: Stop | None) -> tuple[int | None, Exception | None]:
+    """The earlier of two places where the rows must stop."""
+    if stop is not None and (first_null is None or stop[0] < first_null):
+        return stop
+    return first_null, error

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from torch import Tensor
@@ -27,6 +27,7 @@ from torch.utils.data._utils.pin_memory import pin_memory
 
 from .batches import BATCH_FORMATS, slice_batch
 from .dataset import StreamingDataset
+from .images import ImageDecode
 from .ordering import World, loader_num_samples
 from .shared_blocks import SharedBatch, SharedBlock, WorkerBlocks
 
@@ -59,22 +60,23 @@ class _Batches(IterableDataset):
     batches in the same order. Attribute access falls through to the dataset."""
 
     def __init__(self, dataset: StreamingDataset, batch_format: str, batch_size: int, chunks: bool = False,
-                 blocks: WorkerBlocks | None = None) -> None:  # fmt: skip
+                 blocks: WorkerBlocks | None = None, decode: Mapping[str, ImageDecode] | None = None) -> None:  # fmt: skip
         self.dataset = dataset
         self.batch_format = batch_format
         self.batch_size = batch_size
         self.chunks = chunks
         self.blocks = blocks or WorkerBlocks()
+        self.decode = decode
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
         if not self.chunks or info is None:
-            return self.dataset.iter_batches(self.batch_format, self.batch_size)
+            return self.dataset.iter_batches(self.batch_format, self.batch_size, decode=self.decode)
         return self._chunks(info.id)
 
     def _chunks(self, worker: int) -> Iterator[_Chunk]:
         size = self.batch_size
-        for chunk in self.dataset.iter_chunks(self.batch_format, size, (self.blocks, worker)):
+        for chunk in self.dataset.iter_chunks(self.batch_format, size, (self.blocks, worker), decode=self.decode):
             # Batches before the one holding a null go out; then the error, raised in the worker
             # as in per-batch mode (so the DataLoader reports it the same way).
             whole_rows = chunk.whole_batch_rows(size)
@@ -115,7 +117,7 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
-def _uses_batches(dataset: Any, args: dict[str, Any]) -> bool:
+def _uses_batches(dataset: Any, args: dict[str, Any], decode: Mapping[str, ImageDecode] | None) -> bool:
     """Whether whole-batch decoding gives exactly what per-sample loading would."""
     if not isinstance(dataset, StreamingDataset) or dataset._overridden():
         return False
@@ -125,7 +127,7 @@ def _uses_batches(dataset: Any, args: dict[str, Any]) -> bool:
         return False
     if args.get("batch_size") is None or args["batch_size"] != dataset.batch_size:
         return False
-    return "torch" in dataset.batch_formats_supported()
+    return "torch" in dataset.batch_formats_supported(decode)
 
 
 class StreamingDataLoader(DataLoader):
@@ -139,9 +141,15 @@ class StreamingDataLoader(DataLoader):
             batches when that gives the same result. ``"torch"``, ``"numpy"``, ``"arrow"`` or
             ``"polars"``: always whole batches of that type (see
             :meth:`StreamingDataset.iter_batches`).
+        decode: image columns to decode into one uint8 tensor per batch, each with its
+            :class:`~mds_loader.ImageDecode`, for example
+            ``{"image": ImageDecode(size=224, resize="random_crop", flip=True)}``. Implies whole
+            batches (``"torch"`` unless `batch_format` says ``"numpy"``); the other columns are
+            what ``default_collate`` makes of them.
     """
 
-    def __init__(self, dataset: Any, *args: Any, batch_format: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, dataset: Any, *args: Any, batch_format: str | None = None,
+                 decode: Mapping[str, ImageDecode] | None = None, **kwargs: Any) -> None:  # fmt: skip
         bound = _DATALOADER_PARAMS.bind(self, dataset, *args, **kwargs)
         params = dict(bound.arguments)
         params.pop("self")
@@ -153,16 +161,17 @@ class StreamingDataLoader(DataLoader):
         self._blocks = WorkerBlocks(resend=bool(params.get("pin_memory")))
         workers = bool(params.get("num_workers"))
         batch_size = params.get("batch_size", 1)
-        fast = batch_format is not None or _uses_batches(dataset, params)
+        fast = batch_format is not None or bool(decode) or _uses_batches(dataset, params, decode)
         chunks = False
         if fast:
             if not isinstance(dataset, StreamingDataset):
-                raise TypeError("batch_format needs a mds_loader.StreamingDataset")
+                raise TypeError(f"{'decode' if decode else 'batch_format'} needs a mds_loader.StreamingDataset")
             fmt = batch_format or "torch"
+            dataset._engine.columns_for(fmt, decode)  # (a bad format, column or decode fails here)
             # With workers, each sends whole chunks (one transfer per ~8192 samples instead of one
             # per batch); __iter__ splits them into the batches, in the DataLoader's order.
             chunks = workers and params.get("in_order", True) is not False and params.get("collate_fn") is None
-            params["dataset"] = _Batches(dataset, fmt, batch_size or dataset.batch_size, chunks, self._blocks)
+            params["dataset"] = _Batches(dataset, fmt, batch_size or dataset.batch_size, chunks, self._blocks, decode)
             params["batch_size"] = None
             # The collate function of each batch (DataLoader's default without a batch size is
             # default_convert); with chunks it is applied to the batches here, not to the chunks.

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from .batches import BATCH_FORMATS
 from .cache import ShardCache
 from .errors import MDSConfigError
 from .format.sizes import parse_byte_size
+from .images import ImageDecode
 from .ordering import (
     BATCHING_METHODS,
     PARTITION_ALGOS,
@@ -455,6 +456,7 @@ class StreamingDataset(IterableDataset):
             key, worker, workers = f"loader-{info.seed - info.id}", info.id, info.num_workers
             _exit_with_parent()
         epoch, sample_in_epoch, resolved = self._run.begin(key, worker, self._decide)
+        self._iteration = (epoch, int(resolved["shuffle_seed"]))  # (what seeds random image crops)
         work = self._node_work(epoch, sample_in_epoch, resolved, workers)  # this node's part only
         return worker_sample_ids(work[np.newaxis], 0, self._parallel_rank_world.rank_of_node, worker)
 
@@ -541,12 +543,13 @@ class StreamingDataset(IterableDataset):
 
     # ------------------------------------------------------------------ batches
 
-    def batch_formats_supported(self) -> tuple[str, ...]:
+    def batch_formats_supported(self, decode: Mapping[str, ImageDecode] | None = None) -> tuple[str, ...]:
         """The batch formats this dataset's columns allow (``"torch"`` needs every column to
-        collate like the reference's values do)."""
-        return self._engine.formats_supported()
+        collate like the reference's values do, or to be an image column in `decode`)."""
+        return self._engine.formats_supported(list(decode or ()))
 
-    def iter_batches(self, batch_format: str = "torch", batch_size: int | None = None) -> Iterator[Any]:
+    def iter_batches(self, batch_format: str = "torch", batch_size: int | None = None,
+                     decode: Mapping[str, ImageDecode] | None = None) -> Iterator[Any]:  # fmt: skip
         """This worker's samples of the next epoch, in the reference's order, as whole batches
         decoded column by column.
 
@@ -556,6 +559,8 @@ class StreamingDataset(IterableDataset):
                 (``pyarrow.RecordBatch`` with logical types and nulls) or ``"polars"``.
             batch_size: samples per batch (default: the dataset's ``batch_size``). A worker's last
                 batch may be smaller, as in a DataLoader.
+            decode: image columns to decode into one uint8 tensor (or array) per batch, each with
+                its :class:`~mds_loader.ImageDecode` (``"torch"`` and ``"numpy"`` formats).
 
         Several batches are decoded at once (about 8192 samples or 32 MiB) and handed out as zero-copy
         slices, so the per-call costs of decoding are paid once per chunk.
@@ -565,19 +570,27 @@ class StreamingDataset(IterableDataset):
         size = batch_size or self.batch_size
         if not size:
             raise ValueError("iter_batches needs a batch_size (pass it here or to the dataset)")
-        for chunk in self.iter_chunks(batch_format, size):
+        for chunk in self.iter_chunks(batch_format, size, decode=decode):
             yield from chunk.batches(batch_format, size)
 
-    def iter_chunks(self, batch_format: str, batch_size: int, blocks: tuple[WorkerBlocks, int] | None = None) -> Iterator[Chunk]:
+    def iter_chunks(self, batch_format: str, batch_size: int, blocks: tuple[WorkerBlocks, int] | None = None,
+                    decode: Mapping[str, ImageDecode] | None = None) -> Iterator[Chunk]:  # fmt: skip
         """This worker's samples of the next epoch decoded in :class:`~.batch_engine.Chunk` s of
         several whole batches (what :meth:`iter_batches` slices, and what ``StreamingDataLoader``'s
         workers send). With `blocks` (the loader's blocks and the worker's id), ``"torch"``
         chunks are built in the worker's shared memory where they can be."""
-        columns, natural = self._engine.columns_for(batch_format)  # (fails before the epoch begins)
+        # (fails before the epoch begins)
+        columns, natural, images = self._engine.columns_for(batch_format, decode)
         ids = self._begin_iteration()
+        decoders, decoded_bytes = None, 0
+        if images:
+            epoch, seed = self._iteration
+            decoders = self._engine.image_decoders(images, columns, seed, epoch)
+            decoded_bytes = sum(spec.item_bytes() for spec in images.values())
         try:
             yield from self._engine.chunks(ids, batch_format, batch_size, columns, natural,
-                                           lambda position, extra: self._prefetch_window(ids, position, extra), blocks)
+                                           lambda position, extra: self._prefetch_window(ids, position, extra), blocks,
+                                           decoders, decoded_bytes)
         finally:
             self._cache.cancel_prefetch()
 

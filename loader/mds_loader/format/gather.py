@@ -22,8 +22,9 @@ the exact error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +33,7 @@ from .columnar import NDARRAY_DTYPE_CODES, parse_ndarray_heads
 from .reader import ReadColumn, ShardRows, byte_rows
 from .schema import list_leaf
 
-__all__ = ["ColumnSlot", "Layout", "RowsPlan", "Slot", "plan_rows"]
+__all__ = ["ColumnSlot", "Decoder", "Layout", "Payloads", "RowsPlan", "Slot", "Stop", "plan_rows"]
 
 _I64 = np.int64
 _ALIGN = 64  # every buffer starts on a cache line
@@ -77,6 +78,57 @@ class Layout:
     columns: tuple[ColumnSlot, ...]
 
 
+@dataclass(frozen=True)
+class Payloads:
+    """Where each of n rows' payload of one column lies: in ``buffers[which[r]]``, ``lengths[r]``
+    bytes from ``starts[r]`` (shard files, or an Arrow binary column's data)."""
+
+    buffers: Sequence[np.ndarray]
+    which: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def head(self, rows: int) -> Payloads:
+        """The first ``rows`` rows."""
+        if rows == len(self):
+            return self
+        return Payloads(self.buffers, self.which[:rows], self.starts[:rows], self.lengths[:rows])
+
+    def view(self, row: int) -> np.ndarray:
+        """Row ``row``'s payload (uint8, a view: nothing is copied)."""
+        start = int(self.starts[row])
+        return self.buffers[int(self.which[row])][start : start + int(self.lengths[row])]
+
+    @classmethod
+    def from_arrow(cls, arr: pa.Array) -> Payloads:
+        """The payloads of a binary Arrow array without nulls."""
+        arr = arr.cast(pa.large_binary())
+        _, offsets, data = arr.buffers()
+        offsets = np.frombuffer(offsets, np.int64, len(arr) + 1, arr.offset * 8)
+        values = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        return cls([values], np.zeros(len(arr), np.intp), offsets[:-1], np.diff(offsets))
+
+
+#: Where the rows must stop, and why: (the first row that cannot be delivered, its error).
+Stop = tuple[int, Exception]
+
+
+class Decoder(Protocol):
+    """A column decoded by the caller into fixed-size rows of ``dtype`` (images: see
+    :mod:`mds_loader.images`) instead of copied."""
+
+    dtype: np.dtype
+
+    def plan(self, payloads: Payloads) -> tuple[tuple[int, ...], Stop | None]:
+        """The shape of each row's value, and where the rows must stop (a value of another shape)."""
+
+    def fill(self, out: np.ndarray, payloads: Payloads) -> Stop | None:
+        """Decodes ``payloads`` into ``out`` (one row each); the first row that failed, if any."""
+
+
 @dataclass
 class _Part:
     """The rows of one shard: where their columns lie in the shard file, and their positions in
@@ -102,25 +154,39 @@ class _Source:
     width: int | None  # bytes per row (fixed-width values), None for strings and bytes
     lengths: np.ndarray | None = None  # strings and bytes: each row's length, in request order
     columns: list[int] | None = None  # strings and bytes: the column's number in each part's shard
+    decoder: tuple[Decoder, Payloads] | None = None  # decoded columns: by whom, from where
 
 
 class RowsPlan:
     """The layout of some rows' columns in one block, and how to copy them there."""
 
-    def __init__(self, parts: list[_Part], sources: list[_Source], layout: Layout, null_bits: np.ndarray | None) -> None:
+    def __init__(self, parts: list[_Part], sources: list[_Source], layout: Layout, null_bits: np.ndarray | None,
+                 stop: Stop | None = None) -> None:  # fmt: skip
         self._parts, self._sources = parts, sources
         self.layout = layout
         #: the rows' null-mask bytes, (rows, mask width) uint8, when asked for
         self.null_bits = null_bits
+        #: the first row that cannot be delivered (a decoder's failure), and its error
+        self.stop = stop
 
     def fill(self, block: np.ndarray) -> bool:
         """Copies the rows into ``block`` (``layout.nbytes`` uint8); False when a ``str`` column
-        holds bytes that are not UTF-8 (decode through Arrow for the exact error)."""
+        holds bytes that are not UTF-8 (decode through Arrow for the exact error). Decoded
+        columns are decoded last, up to :attr:`stop`, which their failures may move up."""
         for source in self._sources:
+            if source.decoder is not None:
+                continue
             if source.width is not None:
                 self._fill_fixed(block, source)
             elif not self._fill_binary(block, source):
                 return False
+        for source in self._sources:
+            if source.decoder is not None:
+                decoder, payloads = source.decoder
+                rows = len(payloads) if self.stop is None else self.stop[0]
+                failed = decoder.fill(source.slot.values.view(block)[:rows], payloads.head(rows))
+                if failed is not None and (self.stop is None or failed[0] < self.stop[0]):
+                    self.stop = failed
         return True
 
     def _fill_fixed(self, block: np.ndarray, source: _Source) -> None:
@@ -188,6 +254,7 @@ def plan_rows(
     parts: Sequence[tuple[ShardRows, np.ndarray | None]],
     columns: Sequence[ReadColumn],
     null_mask: str | None = None,
+    decoders: Mapping[str, Decoder] | None = None,
 ) -> RowsPlan | None:
     """Plans copying the rows of ``parts`` into one block, or None when a column cannot be
     copied that way.
@@ -197,6 +264,7 @@ def plan_rows(
             for a single part whose rows are the result in order).
         columns: the columns, read with their natural types.
         null_mask: the null-mask column to gather too (into :attr:`RowsPlan.null_bits`).
+        decoders: columns to decode from their payloads rather than copy, by name.
 
     Raises:
         MDSFormatError, MDSSchemaError: a requested sample is malformed (as ``read_batch``).
@@ -205,6 +273,7 @@ def plan_rows(
     n = sum(len(p.rows.idx) for p in chosen)
     sources: list[_Source] = []
     offset = 0
+    stop: Stop | None = None
 
     def place(dtype: np.dtype, shape: tuple[int, ...]) -> Slot:
         nonlocal offset
@@ -216,7 +285,20 @@ def plan_rows(
         enc = c.encoding
         js = [p.rows.reader._col[c.name] for p in chosen]
         packing = enc.family.packing(enc)
-        if packing == "fixed":
+        decoder = (decoders or {}).get(c.name)
+        if decoder is not None:
+            which, starts_, lengths_ = np.empty(n, np.intp), np.empty(n, _I64), np.empty(n, _I64)
+            for k, (p, j) in enumerate(zip(chosen, js)):
+                p.scatter(which, k)
+                p.scatter(starts_, p.rows.order(p.rows.col_starts[:, j]))
+                p.scatter(lengths_, p.rows.order(p.rows.sizes[:, j]))
+            payloads = Payloads([p.rows.buf for p in chosen], which, starts_, lengths_)
+            shape, stopped = decoder.plan(payloads)
+            if stopped is not None and (stop is None or stopped[0] < stop[0]):
+                stop = stopped
+            slot = ColumnSlot(c.name, place(np.dtype(decoder.dtype), (n, *shape)))
+            sources.append(_Source(slot, [], None, decoder=(decoder, payloads)))
+        elif packing == "fixed":
             width = chosen[0].rows.reader._sizes[js[0]]  # (every shard has the same columns)
             if width is None:
                 return None
@@ -246,7 +328,7 @@ def plan_rows(
         null_bits = np.empty((n, reader._sizes[reader._col[null_mask]]), np.uint8)  # type: ignore[arg-type]
         for p in chosen:
             p.scatter(null_bits, p.rows.fixed(p.rows.reader._col[null_mask]))
-    return RowsPlan(chosen, sources, Layout(offset, n, tuple(s.slot for s in sources)), null_bits)
+    return RowsPlan(chosen, sources, Layout(offset, n, tuple(s.slot for s in sources)), null_bits, stop)
 
 
 def _plan_ndarray(parts: list[_Part], js: list[int], column: ReadColumn, n: int, place) -> _Source | None:

@@ -127,23 +127,25 @@ def plot_images(v: dict[str, Any], loader: dict[str, Any], out: Path) -> Path:
     bars = [("mds_loader, batched decode", "batched decode vs per-sample PIL, {} workers", "mds_loader", OURS),
             ("mds_loader, per-sample PIL", "per-sample PIL, {} workers", "mds_loader", "#9ecae1"),
             ("mosaicml-streaming 0.13.0, per-sample PIL", "batched decode vs per-sample PIL, {} workers", "streaming", REF)]
+    top = 0.0
     for k, (label, case, impl, color) in enumerate(bars):
-        xs, ys = [], []
+        xs, ys, texts = [], [], []
         for i, workers in enumerate((0, 2)):
-            value = v["cases"].get(case.format(workers), {}).get(impl, {}).get("samples_per_s")
+            entry = v["cases"].get(case.format(workers), {})
+            value = entry.get(impl, {}).get("samples_per_s")
             if value:
                 xs.append(i + (k - 1) * width)
                 ys.append(value)
+                ratio = entry.get("ratio") if k == 0 else None
+                texts.append(f"{value:,.0f}" + (f"\n{ratio:.1f}x ref" if ratio else ""))
         ax.bar(xs, ys, width, color=color, label=label)
-        for x, y in zip(xs, ys):
-            ax.text(x, y, f"{y:,.0f}", ha="center", va="bottom", fontsize=7)
-    for i, workers in enumerate((0, 2)):
-        ratio = v["cases"].get(f"batched decode vs per-sample PIL, {workers} workers", {}).get("ratio")
-        if ratio:
-            ax.text(i, 0, f"{ratio:.1f}x", ha="center", va="bottom", fontsize=9, color="white", weight="bold")
+        for x, y, text in zip(xs, ys, texts):
+            ax.text(x, y, text, ha="center", va="bottom", fontsize=7)
+        top = max([top, *ys])
+    ax.set_ylim(0, top * 1.45)
     ax.set_xticks([0, 1], ["DataLoader, 0 workers", "DataLoader, 2 workers"])
     ax.set_ylabel("images/s (224x224 uint8 batches)")
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
     kb = v["raw_bytes"] / v["rows"] / 1000
     ax.set_title(f"{v['rows']:,} JPEGs (~500x375, {kb:.0f} KB), batch {v['batch_size']} ({_machine(loader)})", fontsize=9)
     return _save(plt, fig, out / "bench-images.png")

@@ -35,7 +35,8 @@ def arguments(name: str, rows: int | None, quick: bool) -> list[str]:
     if quick:
         return {
             "spark": ["--rows", str(rows or 2000), "--repeat", "1"],
-            "loader": ["--rows", str(rows or 2000), "--repeat", "1", "--epochs", "1", "--variants", "standard"],
+            "loader": ["--rows", str(rows or 2000), "--repeat", "1", "--epochs", "1", "--variants", "standard,jpeg",
+                       "--images", "48", "--image-batch-size", "16"],
             "startup": ["--shards", "200", "--repeat", "1"],
             "decode": ["--rows", str(rows or 2000), "--repeats", "1"],
             "remote": ["--rows", str(rows or 4000), "--repeats", "1", "--size-limit", "256kb"],

@@ -36,9 +36,14 @@ def results(tmp_path_factory) -> Path:
 def test_loader_startup_decode_scale(results: Path) -> None:
     ref = [] if REF_PYTHON.exists() else ["--no-reference"]
     out = _bench("all", "--quick", "--only", "loader,startup,decode,scale", "--out-dir", str(results), *ref)
-    # tiny: one variant of the loader, few shards
+    # tiny: the standard and the ImageNet-like JPEG variants of the loader, few shards
     loader = json.loads((results / "loader.json").read_text())
-    assert list(loader["variants"]) == ["standard"]
+    assert list(loader["variants"]) == ["standard", "jpeg"]
+    jpeg = loader["variants"]["jpeg"]["cases"]
+    assert jpeg["batched decode vs per-sample PIL, 2 workers"]["mds_loader"]["samples_per_s"] > 0
+    assert jpeg["per-sample PIL, 0 workers"]["mds_loader"]["samples_per_s"] > 0
+    assert ("ratio" in jpeg["batched decode vs per-sample PIL, 0 workers"]) == (not ref)
+    assert (results / "img" / "bench-images.png").stat().st_size > 0
     case = loader["variants"]["standard"]["cases"]["DataLoader, 0 workers"]
     assert case["mds_loader"]["samples_per_s"] > 0
     assert loader["variants"]["standard"]["physical_limit"]["steady"]["samples_per_s"] > 0

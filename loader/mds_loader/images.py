@@ -288,17 +288,14 @@ class ImageColumn:
     def fill(self, out: np.ndarray, payloads: Payloads) -> Stop | None:
         """Decodes every row of `payloads` into `out` on the thread pool; the first row that
         failed, with its error."""
-        import torch
-
         n = len(payloads)
-        target = torch.from_numpy(out)
         rows = itertools.count()
         failures: list[Stop] = []
 
         def work() -> None:
             while (row := next(rows)) < n:
                 try:
-                    self._decode_into(target[row], payloads.view(row), row)
+                    self._decode_into(out[row], payloads.view(row), row)
                 except Exception as exc:  # noqa: BLE001 - reported with the sample it belongs to
                     failures.append((row, self._error(row, exc)))
 
@@ -335,8 +332,8 @@ class ImageColumn:
             return decode_image("pil", data)
         return self._image.open(io.BytesIO(data))
 
-    def _decode_into(self, out: Any, data: np.ndarray, row: int) -> None:
-        """Decodes one payload, crops, resizes and flips it into `out` (a torch view of its row)."""
+    def _decode_into(self, out: np.ndarray, data: np.ndarray, row: int) -> None:
+        """Decodes one payload, crops, resizes and flips it into `out` (its row of the batch)."""
         spec = self.spec
         u = self._draws[row] if self._draws is not None else None
         decoded = self._decode_jpeg(data, u) if self._is_jpeg(data) else None
@@ -379,10 +376,12 @@ class ImageColumn:
             return center_crop(height, width, spec.size)
         return 0, 0, height, width
 
-    def _place(self, out: Any, pixels: np.ndarray, u: np.ndarray | None, scaled_from: tuple[int, int] | None,
-               row: int) -> None:  # fmt: skip
-        import torch
+    # Pixels move with numpy; torch only resizes, from a contiguous image. (A torch copy or a
+    # resize of a strided view runs an OpenMP parallel region, and each decoding thread would start
+    # its own team of as many threads as there are cores.)
 
+    def _place(self, out: np.ndarray, pixels: np.ndarray, u: np.ndarray | None, scaled_from: tuple[int, int] | None,
+               row: int) -> None:  # fmt: skip
         spec = self.spec
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -392,7 +391,7 @@ class ImageColumn:
             if tuple(expected) != (height, width):
                 raise MDSSchemaError(f"column {self.column!r}: the image of sample {int(self.ids[row])} is {height}x{width}, "
                                      f"its header said {expected[0]}x{expected[1]}")
-            image = torch.from_numpy(pixels).permute(2, 0, 1)
+            image = pixels.transpose(2, 0, 1)
         else:
             full = scaled_from or (height, width)
             top, left, ch, cw = self._region(*full, u)
@@ -402,13 +401,11 @@ class ImageColumn:
                 ch, cw = max(1, min(height - top, round(ch * sy))), max(1, min(width - left, round(cw * sx)))
             image = self._resize(pixels, top, left, ch, cw)
             if spec.flip and u is not None and u[-1] < 0.5:
-                image = image.flip(-1)
-        out.copy_(image if spec.layout == "NCHW" else image.permute(1, 2, 0))
+                image = image[:, :, ::-1]
+        out[...] = image if spec.layout == "NCHW" else image.transpose(1, 2, 0)
 
-    def _resize(self, pixels: np.ndarray, top: int, left: int, ch: int, cw: int) -> Any:
-        """The region resized to the size asked for, as a (channels, height, width) tensor."""
-        import torch
-
+    def _resize(self, pixels: np.ndarray, top: int, left: int, ch: int, cw: int) -> np.ndarray:
+        """The region resized to the size asked for, as a (channels, height, width) array."""
         spec = self.spec
         assert spec.size is not None
         th, tw = spec.size
@@ -420,11 +417,12 @@ class ImageColumn:
                 source = source.crop((left, top, left + cw, top + ch))
             if (ch, cw) != (th, tw):
                 source = source.resize((tw, th), Image.BILINEAR if spec.interpolation == "bilinear" else Image.BICUBIC)
-            result = np.array(source)  # (writable: torch refuses read-only memory)
-            return torch.from_numpy(result.reshape(th, tw, -1)).permute(2, 0, 1)
-        region = torch.from_numpy(pixels)[top : top + ch, left : left + cw].permute(2, 0, 1)
+            return np.asarray(source).reshape(th, tw, -1).transpose(2, 0, 1)
+        region = pixels[top : top + ch, left : left + cw]
         if (ch, cw) == (th, tw):
-            return region
+            return region.transpose(2, 0, 1)
+        import torch
         from torch.nn.functional import interpolate
 
-        return interpolate(region.unsqueeze(0), size=(th, tw), mode=spec.interpolation, antialias=True)[0]
+        source = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1).unsqueeze(0)  # (channels last)
+        return interpolate(source, size=(th, tw), mode=spec.interpolation, antialias=True)[0].numpy()

@@ -315,3 +315,26 @@ def test_missing_simplejpeg_says_what_to_install(images, monkeypatch):
     ds = StreamingDataset(local=str(path), batch_size=BATCH, columns=["image"])
     with pytest.raises(ImportError, match=r"needs simplejpeg and Pillow: pip install 'mds-loader\[images\]'"):
         next(ds.iter_batches(decode={"image": ImageDecode(size=8)}))
+
+
+def test_decoding_threads_start_no_openmp_teams(images):
+    """Pixels move with numpy, and torch resizes contiguous images only: a torch copy (or a resize
+    of a strided view) in each decoding thread would start an OpenMP team per thread, cores x cores
+    threads on a large machine."""
+    if torch.get_num_threads() < 2:
+        pytest.skip("torch runs one thread here: no OpenMP team to start")
+    path, _ = images
+
+    def tasks() -> int:
+        return len(list(Path("/proc/self/task").iterdir()))
+
+    ds = StreamingDataset(local=str(path), batch_size=BATCH, shuffle=True, columns=["image", "label"])
+    next(ds.iter_batches(decode={"image": ImageDecode(size=24, threads=1)}))  # (the dataset's own threads)
+    before = tasks()
+    # (images of 128x128x3 values: torch would run their copies in parallel)
+    specs = (ImageDecode(size=128, resize="random_crop", flip=True, threads=4),
+             ImageDecode(size=(128, 120), layout="NHWC", threads=4))
+    for spec in specs:
+        for _ in ds.iter_batches(decode={"image": spec}):
+            pass
+    assert tasks() - before <= 4  # the pool's threads only

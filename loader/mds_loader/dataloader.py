@@ -166,6 +166,10 @@ class StreamingDataLoader(DataLoader):
         if fast:
             if not isinstance(dataset, StreamingDataset):
                 raise TypeError(f"{'decode' if decode else 'batch_format'} needs a mds_loader.StreamingDataset")
+            if decode and dataset._overridden():
+                raise TypeError(f"decode= reads whole batches, which would skip {type(dataset).__name__}'s per-sample "
+                                f"access (__getitem__/get_item): decode images there, or apply the transforms to "
+                                f"the decoded batches")
             fmt = batch_format or "torch"
             dataset._engine.columns_for(fmt, decode)  # (a bad format, column or decode fails here)
             # With workers, each sends whole chunks (one transfer per ~8192 samples instead of one

@@ -309,6 +309,17 @@ def test_bad_arguments_fail_clearly(images):
     assert isinstance(batch["image"], np.ndarray) and batch["image"].shape == (BATCH, 8, 8, 3)
 
 
+def test_decode_refuses_a_dataset_that_changes_per_sample_access(images):
+    class Transformed(StreamingDataset):
+        def __getitem__(self, i):
+            return super().__getitem__(i)
+
+    path, _ = images
+    ds = Transformed(local=str(path), batch_size=BATCH, columns=["image", "label"])
+    with pytest.raises(TypeError, match="would skip Transformed's per-sample access"):
+        StreamingDataLoader(ds, batch_size=BATCH, decode={"image": ImageDecode(size=8)})
+
+
 def test_missing_simplejpeg_says_what_to_install(images, monkeypatch):
     path, _ = images
     monkeypatch.setitem(sys.modules, "simplejpeg", None)

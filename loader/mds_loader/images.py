@@ -299,11 +299,12 @@ class ImageColumn:
                 except Exception as exc:  # noqa: BLE001 - reported with the sample it belongs to
                     failures.append((row, self._error(row, exc)))
 
-        threads = min(n, self.spec.threads or default_threads())
-        if threads <= 1:
+        threads = self.spec.threads or default_threads()
+        if threads <= 1 or n <= 1:
             work()
-        else:
-            for future in [_pool(threads).submit(work) for _ in range(threads)]:
+        else:  # (one pool per thread count: a short last chunk takes fewer of its threads)
+            pool = _pool(threads)
+            for future in [pool.submit(work) for _ in range(min(n, threads))]:
                 future.result()
         return min(failures, key=lambda f: f[0]) if failures else None
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import IMAGES, QUICK_RESULTS, RESULTS, read_result, write_result
+from bench.common import IMAGES, JPEG_BATCHED, JPEG_PER_SAMPLE, QUICK_RESULTS, RESULTS, read_result, write_result
 
 BENCHMARKS = ("spark", "loader", "startup", "decode", "remote", "scale")
 
@@ -62,9 +62,6 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-JPEG_CASE = "batched decode vs per-sample PIL, {} workers"  # (bench/loader.py's JPEG_CASES)
-
-
 def _scaling(cases: dict[str, Any], more: str, fewer: str) -> float | None:
     """mds_loader's samples/s in case `more` over case `fewer` (e.g. 2 workers over 0)."""
     a, b = _get(cases, more, "mds_loader", "samples_per_s"), _get(cases, fewer, "mds_loader", "samples_per_s")
@@ -103,9 +100,9 @@ def targets(out_dir: Path) -> list[dict[str, Any]]:
         ("fixed-size columns vs read+decompress limit, epoch 1 (0 workers)", ">= 0.5 (within 2x)",
          _get(fixed, "DataLoader, 0 workers", "mds_loader", "epoch1_of_physical_limit"), lambda x: x >= 0.5, "of the limit"),
         ("JPEGs to 224x224: batched decode vs reference per-sample PIL (0 workers)", ">= 3x",
-         _get(jpeg, JPEG_CASE.format(0), "ratio"), lambda x: x >= 3, "x"),
+         _get(jpeg, JPEG_BATCHED.format(0), "ratio"), lambda x: x >= 3, "x"),
         ("JPEGs to 224x224: batched decode vs reference per-sample PIL (2 workers)", ">= 2.5x",
-         _get(jpeg, JPEG_CASE.format(2), "ratio"), lambda x: x >= 2.5, "x"),
+         _get(jpeg, JPEG_BATCHED.format(2), "ratio"), lambda x: x >= 2.5, "x"),
     ]
     scale = _get(read_result(out_dir, "scale") or {}, "results") or {}
     big = scale.get("100M 4x2", {})
@@ -140,8 +137,8 @@ def _jpeg_table(v: dict[str, Any]) -> list[str]:
              "| DataLoader workers | mds_loader, batched decode | mds_loader, per-sample PIL | mosaicml-streaming, per-sample PIL | ratio |",
              "|---|---|---|---|---|"]
     for workers in (0, 2):
-        batched = v["cases"].get(JPEG_CASE.format(workers), {})
-        single = v["cases"].get(f"per-sample PIL, {workers} workers", {})
+        batched = v["cases"].get(JPEG_BATCHED.format(workers), {})
+        single = v["cases"].get(JPEG_PER_SAMPLE.format(workers), {})
         ref = batched.get("streaming", {}).get("samples_per_s")
         ours = _get(batched, "mds_loader", "samples_per_s")
         mine = _get(single, "mds_loader", "samples_per_s")

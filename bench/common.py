@@ -95,3 +95,9 @@ def dtm_python() -> Path | None:
         return None
     probe = subprocess.run([str(REF_PYTHON), "-c", "import pyspark, pandas, streaming"], capture_output=True)
     return REF_PYTHON if probe.returncode == 0 else None
+
+
+# The ImageNet-like JPEG variant's cases (bench/loader.py), by number of DataLoader workers: ours
+# decoding whole batches against the reference's per-sample PIL pipeline, and ours per sample.
+JPEG_BATCHED = "batched decode vs per-sample PIL, {} workers"
+JPEG_PER_SAMPLE = "per-sample PIL, {} workers"

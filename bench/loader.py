@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REF_PYTHON, RESULTS, WORK, machine, read_result, write_result
+from bench.common import JPEG_BATCHED, JPEG_PER_SAMPLE, REF_PYTHON, RESULTS, WORK, machine, read_result, write_result
 from bench.data import ENCODINGS, MAKERS, variant_rows
 
 VARIANTS = ("standard", "fixed", "wide", "image", "jpeg")
@@ -237,12 +237,8 @@ CASES = [  # (label, our mode, the reference's mode or None, workers)
 OTHER_CASES = [CASES[1], CASES[2]]
 # The ImageNet-like JPEGs to 224x224 uint8 batches: ours decodes whole batches, the reference (and
 # ours, for comparison) each sample in __getitem__ with PIL.
-JPEG_CASES = [
-    ("batched decode vs per-sample PIL, 0 workers", "decode", "pil", 0),
-    ("batched decode vs per-sample PIL, 2 workers", "decode", "pil", 2),
-    ("per-sample PIL, 0 workers", "pil", None, 0),
-    ("per-sample PIL, 2 workers", "pil", None, 2),
-]
+JPEG_CASES = [(JPEG_BATCHED.format(w), "decode", "pil", w) for w in (0, 2)] + \
+             [(JPEG_PER_SAMPLE.format(w), "pil", None, w) for w in (0, 2)]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.common import IMAGES, RESULTS, read_result, rel
+from bench.common import IMAGES, JPEG_BATCHED, JPEG_PER_SAMPLE, RESULTS, read_result, rel
 
 OURS = "#1f77b4"
 OURS2 = "#6baed6"
@@ -124,9 +124,9 @@ def plot_images(v: dict[str, Any], loader: dict[str, Any], out: Path) -> Path:
     plt = _setup()
     fig, ax = plt.subplots(figsize=(5.6, 3.2))
     width = 0.27
-    bars = [("mds_loader, batched decode", "batched decode vs per-sample PIL, {} workers", "mds_loader", OURS),
-            ("mds_loader, per-sample PIL", "per-sample PIL, {} workers", "mds_loader", "#9ecae1"),
-            ("mosaicml-streaming 0.13.0, per-sample PIL", "batched decode vs per-sample PIL, {} workers", "streaming", REF)]
+    bars = [("mds_loader, batched decode", JPEG_BATCHED, "mds_loader", OURS),
+            ("mds_loader, per-sample PIL", JPEG_PER_SAMPLE, "mds_loader", "#9ecae1"),
+            ("mosaicml-streaming 0.13.0, per-sample PIL", JPEG_BATCHED, "streaming", REF)]
     top = 0.0
     for k, (label, case, impl, color) in enumerate(bars):
         xs, ys, texts = [], [], []

@@ -33,7 +33,7 @@ from .batches import (
 )
 from .cache import ShardCache
 from .errors import MDSConfigError, MDSSchemaError
-from .format.gather import Decoder, Payloads, Stop, plan_rows
+from .format.gather import Decoder, Payloads, Stop, decode_rows, earliest, plan_rows
 from .format.reader import ReadColumn, ReadSchema, ShardRows
 from .images import ImageDecode, check_decode
 from .shared_blocks import HEADER, SharedBlock, WorkerBlocks
@@ -173,19 +173,19 @@ class BatchEngine:
                 return logical.null_mask
         return None
 
-    def _first_null(self, ids: np.ndarray, bits: np.ndarray, columns: list[ReadColumn]) -> tuple[int | None, Exception | None]:
+    def _first_null(self, ids: np.ndarray, bits: np.ndarray, columns: list[ReadColumn]) -> Stop | None:
         """The first row of `ids` holding a null (from the rows' null-mask bytes) and the error to
-        raise there, or (None, None)."""
+        raise there, or None."""
         nulls = null_rows(bits, self._cache.schema(0).select([c.name for c in columns]))
         if not nulls:
-            return None, None
+            return None
         name, rows = min(nulls.items(), key=lambda item: item[1][0])
         first = int(rows[0])
         return first, TypeError(
             f"column {name!r} is null in sample {int(ids[first])}; default_collate cannot collate None. "
             f"Select other columns, fill the nulls when writing, or use batch_format='arrow'")
 
-    def read_rows(self, ids: np.ndarray, columns: list[ReadColumn], natural: bool) -> tuple[pa.RecordBatch, int | None, Exception | None]:
+    def read_rows(self, ids: np.ndarray, columns: list[ReadColumn], natural: bool) -> tuple[pa.RecordBatch, Stop | None]:
         """The rows of global sample ids `ids`, in that order, decoded shard by shard into Arrow,
         and (for natural types) the first row holding a null, which default_collate could not
         collate, with its error."""
@@ -198,11 +198,11 @@ class BatchEngine:
             schema = self._cache.schema(self._cache.shards[g].stream, natural)
             parts.append(self._cache.reader(g).read_batch(rows, names, schema=schema))
         batch = parts[0] if groups[0][2] is None else interleave(parts, [pos for _, _, pos in groups])
-        first_null, error = None, None
+        stop = None
         if mask_name is not None:
-            first_null, error = self._first_null(ids, mask_bits(batch.column(mask_name)), columns)
+            stop = self._first_null(ids, mask_bits(batch.column(mask_name)), columns)
             batch = batch.drop_columns([mask_name])
-        return batch, first_null, error
+        return batch, stop
 
     def read_packed(self, ids: np.ndarray, columns: list[ReadColumn], batch_format: str,
                     blocks: tuple[WorkerBlocks, int] | None = None, decoders: Mapping[str, Decoder] | None = None
@@ -231,24 +231,18 @@ class BatchEngine:
             if not plan.fill(array):
                 return None
             whole = packed_torch(array, plan.layout) if batch_format == "torch" else packed_numpy(array, plan.layout)
-        first_null, error = (None, None) if plan.null_bits is None else self._first_null(ids, plan.null_bits, columns)
-        first_null, error = _earliest(first_null, error, plan.stop)
-        return Chunk(whole, len(ids), first_null, error)
+        nulls = None if plan.null_bits is None else self._first_null(ids, plan.null_bits, columns)
+        return Chunk(whole, len(ids), *(earliest(nulls, plan.stop) or (None, None)))
 
-    def decode_rows(self, batch: pa.RecordBatch, decoders: Mapping[str, Decoder]) -> tuple[dict[str, np.ndarray], Stop | None]:
+    def decode_arrow(self, batch: pa.RecordBatch, decoders: Mapping[str, Decoder]) -> tuple[dict[str, np.ndarray], Stop | None]:
         """The `decoders`' columns of Arrow rows (the path of rows that cannot be copied straight
-        from the shards), decoded into arrays, and the first row that failed."""
+        from the shards), decoded into arrays, and the first row that cannot be delivered."""
         out, stop = {}, None
         for name, decoder in decoders.items():
             payloads = Payloads.from_arrow(batch.column(name))
             shape, stopped = decoder.plan(payloads)
-            values = np.zeros((len(payloads), *shape), decoder.dtype)
-            rows = len(payloads) if stopped is None else stopped[0]
-            failed = decoder.fill(values[:rows], payloads.head(rows))
-            for found in (stopped, failed):
-                if found is not None and (stop is None or found[0] < stop[0]):
-                    stop = found
-            out[name] = values
+            out[name] = np.zeros((len(payloads), *shape), decoder.dtype)
+            stop = decode_rows(decoder, out[name], payloads, earliest(stop, stopped))
         return out, stop
 
     def image_decoders(self, decode: Mapping[str, ImageDecode], columns: list[ReadColumn], seed: int, epoch: int
@@ -288,9 +282,8 @@ class BatchEngine:
             chunk = self.read_packed(part, columns, batch_format, blocks, bound) if packed else None
             if chunk is None:
                 packed = False  # (the columns or rows need Arrow; they will for the whole epoch)
-                batch, first_null, error = self.read_rows(part, columns, natural)
-                decoded, stop = self.decode_rows(batch, bound) if bound else ({}, None)
-                first_null, error = _earliest(first_null, error, stop)
+                batch, nulls = self.read_rows(part, columns, natural)
+                decoded, stop = self.decode_arrow(batch, bound) if bound else ({}, None)
                 plain = [c for c in columns if c.name not in decoded]
                 if batch_format == "torch":
                     import torch
@@ -301,7 +294,7 @@ class BatchEngine:
                 else:
                     whole = batch
                 whole = {c.name: whole[c.name] for c in columns} if decoded else whole  # (the columns' order)
-                chunk = Chunk(whole, len(part), first_null, error)
+                chunk = Chunk(whole, len(part), *(earliest(nulls, stop) or (None, None)))
             yield chunk
             start, step = start + step, min(largest, 2 * step)
 
@@ -311,9 +304,3 @@ class BatchEngine:
         stored = sum(int(st.index.raw_bytes_per_shard.sum()) for st in self._streams)
         return max(1, stored // max(1, samples))
 
-
-def _earliest(first_null: int | None, error: Exception | None, stop: Stop | None) -> tuple[int | None, Exception | None]:
-    """The earlier of two places where the rows must stop."""
-    if stop is not None and (first_null is None or stop[0] < first_null):
-        return stop
-    return first_null, error

@@ -117,7 +117,7 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
-def _uses_batches(dataset: Any, args: dict[str, Any], decode: Mapping[str, ImageDecode] | None) -> bool:
+def _uses_batches(dataset: Any, args: dict[str, Any]) -> bool:
     """Whether whole-batch decoding gives exactly what per-sample loading would."""
     if not isinstance(dataset, StreamingDataset) or dataset._overridden():
         return False
@@ -127,7 +127,7 @@ def _uses_batches(dataset: Any, args: dict[str, Any], decode: Mapping[str, Image
         return False
     if args.get("batch_size") is None or args["batch_size"] != dataset.batch_size:
         return False
-    return "torch" in dataset.batch_formats_supported(decode)
+    return "torch" in dataset.batch_formats_supported()
 
 
 class StreamingDataLoader(DataLoader):
@@ -161,7 +161,7 @@ class StreamingDataLoader(DataLoader):
         self._blocks = WorkerBlocks(resend=bool(params.get("pin_memory")))
         workers = bool(params.get("num_workers"))
         batch_size = params.get("batch_size", 1)
-        fast = batch_format is not None or bool(decode) or _uses_batches(dataset, params, decode)
+        fast = batch_format is not None or bool(decode) or _uses_batches(dataset, params)
         chunks = False
         if fast:
             if not isinstance(dataset, StreamingDataset):

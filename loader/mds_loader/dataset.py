@@ -446,8 +446,9 @@ class StreamingDataset(IterableDataset):
             args=(key, epoch, lambda: self._compute_work(epoch, 0, resolved, workers_per_rank)))
         self._preparing.start()
 
-    def _begin_iteration(self) -> np.ndarray:
-        """Starts an epoch (or resumes one) in this worker; returns the worker's sample ids."""
+    def _begin_iteration(self) -> tuple[np.ndarray, int, int]:
+        """Starts an epoch (or resumes one) in this worker: the worker's sample ids, the epoch and
+        its shuffle seed (which also seeds random image crops)."""
         self._in_this_process()
         info = get_worker_info()
         if info is None:
@@ -456,9 +457,9 @@ class StreamingDataset(IterableDataset):
             key, worker, workers = f"loader-{info.seed - info.id}", info.id, info.num_workers
             _exit_with_parent()
         epoch, sample_in_epoch, resolved = self._run.begin(key, worker, self._decide)
-        self._iteration = (epoch, int(resolved["shuffle_seed"]))  # (what seeds random image crops)
         work = self._node_work(epoch, sample_in_epoch, resolved, workers)  # this node's part only
-        return worker_sample_ids(work[np.newaxis], 0, self._parallel_rank_world.rank_of_node, worker)
+        ids = worker_sample_ids(work[np.newaxis], 0, self._parallel_rank_world.rank_of_node, worker)
+        return ids, epoch, int(resolved["shuffle_seed"])
 
     # ------------------------------------------------------------------ samples
 
@@ -523,7 +524,7 @@ class StreamingDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """This worker's samples of the next epoch (or of the resumed one), in the reference's
         order, as the reference's dicts."""
-        ids = self._begin_iteration()
+        ids, _, _ = self._begin_iteration()
         if self._overridden():
             for i in ids:
                 yield self[int(i)]
@@ -543,10 +544,10 @@ class StreamingDataset(IterableDataset):
 
     # ------------------------------------------------------------------ batches
 
-    def batch_formats_supported(self, decode: Mapping[str, ImageDecode] | None = None) -> tuple[str, ...]:
+    def batch_formats_supported(self) -> tuple[str, ...]:
         """The batch formats this dataset's columns allow (``"torch"`` needs every column to
-        collate like the reference's values do, or to be an image column in `decode`)."""
-        return self._engine.formats_supported(list(decode or ()))
+        collate like the reference's values do)."""
+        return self._engine.formats_supported()
 
     def iter_batches(self, batch_format: str = "torch", batch_size: int | None = None,
                      decode: Mapping[str, ImageDecode] | None = None) -> Iterator[Any]:  # fmt: skip
@@ -578,13 +579,13 @@ class StreamingDataset(IterableDataset):
         """This worker's samples of the next epoch decoded in :class:`~.batch_engine.Chunk` s of
         several whole batches (what :meth:`iter_batches` slices, and what ``StreamingDataLoader``'s
         workers send). With `blocks` (the loader's blocks and the worker's id), ``"torch"``
-        chunks are built in the worker's shared memory where they can be."""
+        chunks are built in the worker's shared memory where they can be; `decode` as for
+        :meth:`iter_batches`."""
         # (fails before the epoch begins)
         columns, natural, images = self._engine.columns_for(batch_format, decode)
-        ids = self._begin_iteration()
+        ids, epoch, seed = self._begin_iteration()
         decoders, decoded_bytes = None, 0
         if images:
-            epoch, seed = self._iteration
             decoders = self._engine.image_decoders(images, columns, seed, epoch)
             decoded_bytes = sum(spec.item_bytes() for spec in images.values())
         try:

@@ -341,30 +341,35 @@ class ImageColumn:
         if decoded is None:  # another format, or a JPEG whose colors Pillow converts
             image = self._open(data)
             image = image.convert(spec.mode) if image.mode != spec.mode else image
-            pixels, scaled_from = np.array(image), None  # (writable: torch refuses read-only memory)
+            pixels = np.array(image)  # (writable: torch refuses read-only memory)
+            full, region = pixels.shape[:2], None
         else:
-            pixels, scaled_from = decoded
+            pixels, full, region = decoded
             if spec.mode == "L":  # Pillow's conversion of the decoded RGB (what .convert("L") gives)
                 image = self._image.frombuffer("RGB", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGB", 0, 1)
                 pixels = np.array(image.convert("L"))
-        self._place(out, pixels, u, scaled_from, row)
+        self._place(out, pixels, full, region, u, row)
 
-    def _decode_jpeg(self, data: np.ndarray, u: np.ndarray | None) -> tuple[np.ndarray, tuple[int, int] | None] | None:
-        """A JPEG's RGB pixels (height, width, 3) and, when decoded at a reduced scale, the full
-        (height, width); None for CMYK and YCCK JPEGs, whose colors Pillow converts its own way."""
+    def _decode_jpeg(self, data: np.ndarray, u: np.ndarray | None
+                     ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int, int, int] | None] | None:  # fmt: skip
+        """A JPEG's RGB pixels (height, width, 3), possibly at a reduced scale, its full (height,
+        width) and (with a size) the region kept; None for CMYK and YCCK JPEGs, whose colors
+        Pillow converts its own way."""
         sj, spec = self._simplejpeg, self.spec
         height, width, colorspace, _ = sj.decode_jpeg_header(data)
         if colorspace not in _SIMPLEJPEG_COLORS:
             return None
+        region = None if spec.size is None else self._region(height, width, u)
         factor = 1
-        if spec.size is not None and spec.dct_scaling:
-            _, _, ch, cw = self._region(height, width, u)
-            reach = min(ch / spec.size[0], cw / spec.size[1])
+        if region is not None and spec.dct_scaling:
+            assert spec.size is not None
+            reach = min(region[2] / spec.size[0], region[3] / spec.size[1])
             factor = next(f for f in (8, 4, 2, 1) if f <= reach) if reach >= 1 else 1
         if factor > 1:
             pixels = sj.decode_jpeg(data, colorspace="RGB", min_height=-(-height // factor), min_width=-(-width // factor))
-            return pixels, (height, width)
-        return sj.decode_jpeg(data, colorspace="RGB"), None
+        else:
+            pixels = sj.decode_jpeg(data, colorspace="RGB")
+        return pixels, (height, width), region
 
     def _region(self, height: int, width: int, u: np.ndarray | None) -> tuple[int, int, int, int]:
         """The region of a (height, width) image kept: (top, left, height, width)."""
@@ -381,8 +386,10 @@ class ImageColumn:
     # resize of a strided view runs an OpenMP parallel region, and each decoding thread would start
     # its own team of as many threads as there are cores.)
 
-    def _place(self, out: np.ndarray, pixels: np.ndarray, u: np.ndarray | None, scaled_from: tuple[int, int] | None,
-               row: int) -> None:  # fmt: skip
+    def _place(self, out: np.ndarray, pixels: np.ndarray, full: tuple[int, int], region: tuple[int, int, int, int] | None,
+               u: np.ndarray | None, row: int) -> None:  # fmt: skip
+        """Crops, resizes and flips `pixels` (of a `full`-size image, perhaps decoded at a reduced
+        scale; `region`: the part kept, if known) into `out`."""
         spec = self.spec
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -394,9 +401,8 @@ class ImageColumn:
                                      f"its header said {expected[0]}x{expected[1]}")
             image = pixels.transpose(2, 0, 1)
         else:
-            full = scaled_from or (height, width)
-            top, left, ch, cw = self._region(*full, u)
-            if scaled_from is not None:  # the region in the scaled image's pixels
+            top, left, ch, cw = region or self._region(*full, u)
+            if (height, width) != tuple(full):  # the region in the scaled image's pixels
                 sy, sx = height / full[0], width / full[1]
                 top, left = int(top * sy), int(left * sx)
                 ch, cw = max(1, min(height - top, round(ch * sy))), max(1, min(width - left, round(cw * sx)))

@@ -33,7 +33,7 @@ from .columnar import NDARRAY_DTYPE_CODES, parse_ndarray_heads
 from .reader import ReadColumn, ShardRows, byte_rows
 from .schema import list_leaf
 
-__all__ = ["ColumnSlot", "Decoder", "Layout", "Payloads", "RowsPlan", "Slot", "Stop", "plan_rows"]
+__all__ = ["ColumnSlot", "Decoder", "Layout", "Payloads", "RowsPlan", "Slot", "Stop", "decode_rows", "earliest", "plan_rows"]
 
 _I64 = np.int64
 _ALIGN = 64  # every buffer starts on a cache line
@@ -116,6 +116,12 @@ class Payloads:
 Stop = tuple[int, Exception]
 
 
+def earliest(*stops: Stop | None) -> Stop | None:
+    """The first of several places where the rows must stop (the earlier argument on a tie)."""
+    found = [stop for stop in stops if stop is not None]
+    return min(found, key=lambda stop: stop[0]) if found else None
+
+
 class Decoder(Protocol):
     """A column decoded by the caller into fixed-size rows of ``dtype`` (images: see
     :mod:`mds_loader.images`) instead of copied."""
@@ -127,6 +133,13 @@ class Decoder(Protocol):
 
     def fill(self, out: np.ndarray, payloads: Payloads) -> Stop | None:
         """Decodes ``payloads`` into ``out`` (one row each); the first row that failed, if any."""
+
+
+def decode_rows(decoder: Decoder, out: np.ndarray, payloads: Payloads, stop: Stop | None) -> Stop | None:
+    """Decodes the rows of `payloads` before `stop` into `out`; the earlier of `stop` and the
+    first row that failed."""
+    rows = len(payloads) if stop is None else stop[0]
+    return earliest(stop, decoder.fill(out[:rows], payloads.head(rows)))
 
 
 @dataclass
@@ -183,10 +196,7 @@ class RowsPlan:
         for source in self._sources:
             if source.decoder is not None:
                 decoder, payloads = source.decoder
-                rows = len(payloads) if self.stop is None else self.stop[0]
-                failed = decoder.fill(source.slot.values.view(block)[:rows], payloads.head(rows))
-                if failed is not None and (self.stop is None or failed[0] < self.stop[0]):
-                    self.stop = failed
+                self.stop = decode_rows(decoder, source.slot.values.view(block), payloads, self.stop)
         return True
 
     def _fill_fixed(self, block: np.ndarray, source: _Source) -> None:
@@ -294,8 +304,7 @@ def plan_rows(
                 p.scatter(lengths_, p.rows.order(p.rows.sizes[:, j]))
             payloads = Payloads([p.rows.buf for p in chosen], which, starts_, lengths_)
             shape, stopped = decoder.plan(payloads)
-            if stopped is not None and (stop is None or stopped[0] < stop[0]):
-                stop = stopped
+            stop = earliest(stop, stopped)
             slot = ColumnSlot(c.name, place(np.dtype(decoder.dtype), (n, *shape)))
             sources.append(_Source(slot, [], None, decoder=(decoder, payloads)))
         elif packing == "fixed":

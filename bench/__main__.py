@@ -129,11 +129,17 @@ def summary(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _cores(machines: list[dict[str, Any] | None]) -> str:
+    """The machine(s) that measured a table, as ' (2 cores, <cpu>)'; '' when unknown."""
+    named = sorted({f"{m.get('cpus')} cores, {m.get('cpu', '')}" for m in machines if m})
+    return f" ({'; '.join(named)})" if named else ""
+
+
 def _jpeg_table(v: dict[str, Any]) -> list[str]:
     """The ImageNet-like JPEG variant: images/s to (batch, 3, 224, 224) uint8 batches."""
     kb = v["raw_bytes"] / v["rows"] / 1000
     lines = [f"{v['rows']:,} ImageNet-like JPEGs (about 500x375, {kb:.0f} KB) to 224x224 uint8 batches of "
-             f"{v['batch_size']}, images/s, steady-state epoch:", "",
+             f"{v['batch_size']}, images/s, steady-state epoch{_cores([v.get('machine')])}:", "",
              "| DataLoader workers | mds_loader, batched decode | mds_loader, per-sample PIL | mosaicml-streaming, per-sample PIL | ratio |",
              "|---|---|---|---|---|"]
     for workers in (0, 2):
@@ -143,6 +149,13 @@ def _jpeg_table(v: dict[str, Any]) -> list[str]:
         ours = _get(batched, "mds_loader", "samples_per_s")
         mine = _get(single, "mds_loader", "samples_per_s")
         lines.append(f"| {workers} | {ours or 0:,.0f} | {mine or 0:,.0f} | " + (f"{ref:,.0f} | {ours / ref:.1f}x |" if ref and ours else "| |"))
+    limit = v.get("decode_limit")
+    if limit:  # (results of an older run lack it)
+        d, dr = limit["decode"], limit["decode + resize"]
+        lines.append(f"| limit: {limit['processes']} processes only decoding / decoding and resizing (simplejpeg, torch) "
+                     f"| {d['samples_per_s']:,.0f} / {dr['samples_per_s']:,.0f} | | | |")
+        lines += ["", f"CPU per image in that limit: {d['cpu_ms_per_image']:.2f} ms decoding, "
+                      f"{dr['cpu_ms_per_image'] - d['cpu_ms_per_image']:.2f} ms resizing."]
     return lines + [""]
 
 
@@ -151,9 +164,8 @@ def markdown(out_dir: Path) -> str:
     lines: list[str] = []
     spark = read_result(out_dir, "spark")
     if spark:
-        m = spark["machine"]
-        lines += [f"Spark {spark['master']}, {spark['partitions']} partitions, zstd, best of {spark['repeat']} interleaved rounds "
-                  f"({m.get('cpus')} cores, {m.get('cpu', '')}):", "",
+        lines += [f"Spark {spark['master']}, {spark['partitions']} partitions, zstd, best of {spark['repeat']} interleaved rounds"
+                  f"{_cores([spark['machine']])}:", "",
                   "| write, seconds (rows/s) | " + " | ".join(f"{v} ({r['rows']:,} rows)" for v, r in spark["results"].items()) + " |",
                   "|---|" + "---|" * len(spark["results"])]
         names = [("mds_jvm", "`format(\"mds\")`, JVM"), ("mds_fallback", "`format(\"mds\")`, Python fallback"),
@@ -179,7 +191,9 @@ def markdown(out_dir: Path) -> str:
         lines.append("")
     loader = read_result(out_dir, "loader")
     if loader:
-        lines += [f"Training loop, shuffled, batch {loader['batch_size']}, steady-state epoch (epoch 1 decompresses):", "",
+        machines = [v.get("machine", loader.get("machine")) for name, v in loader["variants"].items() if name != "jpeg"]
+        lines += [f"Training loop, shuffled, batch {loader['batch_size']}, steady-state epoch (epoch 1 decompresses)"
+                  f"{_cores(machines)}:", "",
                   "| dataset | loop | mds_loader samples/s | mosaicml-streaming | ratio | epoch 1 (ratio) | peak RSS main / worker |",
                   "|---|---|---|---|---|---|---|"]
         for variant, v in loader["variants"].items():

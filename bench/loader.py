@@ -39,7 +39,9 @@ shared with every process); the peaks are reported per process.
 The physical limit (no decoding at all, one process): epoch 1 reads every compressed shard file
 and decompresses it; steady state reads the raw shard files (what a loader reads once the shards
 are decompressed). Both are measured in this process, best of 3. With W workers the limit is at
-most W times higher (2 cores here).
+most W times higher (2 cores here). For ``jpeg``, the decode limit: one process per core decodes
+its share of the images with simplejpeg, then decodes and resizes them to 224x224 (torch's
+antialiased bilinear), nothing else; images/s from the processes' CPU time.
 
 Prints samples/s and ratios; writes bench/results/loader.json.
 """
@@ -198,6 +200,45 @@ def physical_limit(path: str, repeat: int = 3) -> dict[str, Any]:
     return out
 
 
+def _decode_share(args: tuple[list[bytes], int]) -> dict[str, float]:
+    """CPU seconds of one process decoding its images, then decoding and resizing them to size x size."""
+    import simplejpeg
+    import torch
+    from torch.nn.functional import interpolate
+
+    images, size = args
+    torch.set_num_threads(1)
+    out = {}
+    for name in ("decode", "decode + resize"):
+        t = time.process_time()
+        for data in images:
+            pixels = simplejpeg.decode_jpeg(data, "RGB")
+            if name != "decode":
+                interpolate(torch.from_numpy(pixels).permute(2, 0, 1)[None], size=(size, size), mode="bilinear", antialias=True)
+        out[name] = time.process_time() - t
+    return out
+
+
+def decode_limit(path: str, size: int = 224) -> dict[str, Any]:
+    """What the cores can do with the libraries the batched decode uses, nothing else: one process per
+    core decodes its share of the JPEGs with simplejpeg, then decodes and resizes them (torch's
+    antialiased bilinear); images/s over all processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mds_loader import read_table
+
+    images = read_table(path, columns=["image"]).column("image").to_pylist()
+    procs = os.cpu_count() or 1
+    shares = [(images[i::procs], size) for i in range(procs)]
+    with ProcessPoolExecutor(procs) as pool:
+        runs = list(pool.map(_decode_share, shares))
+    out: dict[str, Any] = {"processes": procs}
+    for name in runs[0]:
+        per_image = sum(r[name] for r in runs) / len(images)  # CPU seconds
+        out[name] = {"cpu_ms_per_image": per_image * 1e3, "samples_per_s": procs / per_image}
+    return out
+
+
 def ensure_raw(path: str) -> None:
     """Decompressed shards next to the compressed ones (what an epoch leaves behind)."""
     from mds_loader.format.compression import get_codec
@@ -277,6 +318,7 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
             del table
             ensure_raw(path)
             limit = physical_limit(path)
+            images_limit = decode_limit(path) if variant == "jpeg" else None
             cases = {"standard": CASES, "jpeg": JPEG_CASES}.get(variant, OTHER_CASES)
             runs: dict[str, dict[str, list[dict[str, Any]]]] = {label: {} for label, *_ in cases}
             for _ in range(args.repeat):
@@ -318,7 +360,10 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
                 "compressed_bytes": sum((s["zip_data"] or s["raw_data"])["bytes"] for s in index["shards"]),
                 "column_encodings": dict(zip(index["shards"][0]["column_names"], index["shards"][0]["column_encodings"])),
                 "physical_limit": limit, "cases": cases_out, "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "machine": report["machine"],
             }
+            if images_limit:
+                report["variants"][variant]["decode_limit"] = images_limit
             shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -328,6 +373,10 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
         lim = v["physical_limit"]
         print(f"  {variant} ({v['rows']:,} rows, {v['shards']} shards, {v['raw_bytes'] / 2**20:.0f} MiB raw): physical limit "
               f"{lim['steady']['samples_per_s']:,.0f}/s steady, {lim['epoch1']['samples_per_s']:,.0f}/s epoch 1 (1 process)")
+        if "decode_limit" in v:
+            dl = v["decode_limit"]
+            print(f"    decode limit, {dl['processes']} processes: {dl['decode']['samples_per_s']:,.0f}/s decoding, "
+                  f"{dl['decode + resize']['samples_per_s']:,.0f}/s decoding and resizing")
         for label, e in v["cases"].items():
             o = e["mds_loader"]
             ref = f"  {e['ratio']:6.1f}x ref ({e['streaming']['samples_per_s']:,.0f}/s)" if "ratio" in e else " " * 30
@@ -338,7 +387,9 @@ def main(argv: list[str] | None = None, out_dir: Path = RESULTS) -> dict[str, An
     if args.update:
         previous = read_result(out_dir, "loader")
         if previous is not None and previous.get("batch_size") == args.batch_size:
-            report["variants"] = {**previous["variants"], **report["variants"]}
+            # each variant keeps the machine that measured it (older results: the file's machine)
+            kept = {name: {"machine": previous.get("machine"), **v} for name, v in previous["variants"].items()}
+            report["variants"] = {**kept, **report["variants"]}
     write_result(out_dir, "loader", report)
     return report
 

@@ -142,12 +142,17 @@ def plot_images(v: dict[str, Any], loader: dict[str, Any], out: Path) -> Path:
         for x, y, text in zip(xs, ys, texts):
             ax.text(x, y, text, ha="center", va="bottom", fontsize=7)
         top = max([top, *ys])
+    limit = v.get("decode_limit", {}).get("decode + resize", {}).get("samples_per_s")
+    if limit:  # what the cores do with the same decoder and resize and nothing else
+        ax.axhline(limit, color="0.4", linestyle="--", linewidth=0.8,
+                   label=f"limit: {v['decode_limit']['processes']} processes only decoding and resizing")
+        top = max(top, limit)
     ax.set_ylim(0, top * 1.45)
     ax.set_xticks([0, 1], ["DataLoader, 0 workers", "DataLoader, 2 workers"])
     ax.set_ylabel("images/s (224x224 uint8 batches)")
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     kb = v["raw_bytes"] / v["rows"] / 1000
-    ax.set_title(f"{v['rows']:,} JPEGs (~500x375, {kb:.0f} KB), batch {v['batch_size']} ({_machine(loader)})", fontsize=9)
+    ax.set_title(f"{v['rows']:,} JPEGs (~500x375, {kb:.0f} KB), batch {v['batch_size']} ({_machine(v if 'machine' in v else loader)})", fontsize=9)
     return _save(plt, fig, out / "bench-images.png")
 
 

@@ -43,6 +43,7 @@ def test_loader_startup_decode_scale(results: Path) -> None:
     assert jpeg["batched decode vs per-sample PIL, 2 workers"]["mds_loader"]["samples_per_s"] > 0
     assert jpeg["per-sample PIL, 0 workers"]["mds_loader"]["samples_per_s"] > 0
     assert ("ratio" in jpeg["batched decode vs per-sample PIL, 0 workers"]) == (not ref)
+    assert loader["variants"]["jpeg"]["decode_limit"]["decode + resize"]["samples_per_s"] > 0
     assert (results / "img" / "bench-images.png").stat().st_size > 0
     case = loader["variants"]["standard"]["cases"]["DataLoader, 0 workers"]
     assert case["mds_loader"]["samples_per_s"] > 0

@@ -48,6 +48,7 @@ from .format.index import ShardEntry
 from .format.reader import ReadSchema, ShardReader, first_sample_ndarray_infos
 from .format.shard_files import inflate, read_local
 from .locks import FileLock
+from .node import loading_processes
 from .storage import join_url, write_file_atomic
 from .stream import LOCK_DIR, Stream
 
@@ -590,18 +591,6 @@ class ShardCache:
         entry = self.shards[g].entry
         return entry.raw_data.bytes + (entry.zip_data.bytes if entry.zip_data is not None else 0)
 
-    @staticmethod
-    def _sharers() -> int:
-        """The processes that use the cache at once: this DataLoader's workers, times the ranks
-        of the node."""
-        try:
-            from torch.utils.data import get_worker_info
-
-            info = get_worker_info()
-        except ImportError:
-            info = None
-        return (info.num_workers if info is not None else 1) * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1))
-
     def _prefetch_budget(self) -> int | None:
         """Bytes this process may have downloaded ahead of use: with a ``cache_limit``, half of
         it shared by the processes that use the cache at once; the other half holds the shards
@@ -609,7 +598,7 @@ class ShardCache:
         are read (thrashing)."""
         if self.cache_limit is None:
             return None
-        return self.cache_limit // (2 * self._sharers())
+        return self.cache_limit // (2 * loading_processes())
 
     def _max_open(self) -> int:
         """Shards this process keeps open: ``max_open``, but with a ``cache_limit`` no more than
@@ -619,7 +608,7 @@ class ShardCache:
             limit = self.max_open
             cached = [self._footprint(g) for g in range(len(self.shards)) if not self._stream(g).is_local]
             if self.cache_limit is not None and cached:
-                limit = max(1, min(limit, self.cache_limit // (2 * self._sharers() * max(cached))))
+                limit = max(1, min(limit, self.cache_limit // (2 * loading_processes() * max(cached))))
             self._open_limit = limit
         return self._open_limit
 

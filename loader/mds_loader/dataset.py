@@ -51,6 +51,7 @@ from .ordering import (
     stream_layout,
     worker_sample_ids,
 )
+from .node import ranks_per_node
 from .node_orders import NodeOrders, job_name
 from .run_state import RunState
 from .shared_blocks import WorkerBlocks
@@ -119,10 +120,10 @@ def _detect_world() -> World:
             rank, num_ranks = dist.get_rank(), dist.get_world_size()
     except ImportError:
         pass
-    ranks_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1) or 1)
-    if num_ranks % ranks_per_node:
-        raise MDSConfigError(f"WORLD_SIZE={num_ranks} is not a multiple of LOCAL_WORLD_SIZE={ranks_per_node}")
-    return World.from_rank(num_ranks // ranks_per_node, ranks_per_node, rank)
+    per_node = ranks_per_node()
+    if num_ranks % per_node:
+        raise MDSConfigError(f"WORLD_SIZE={num_ranks} is not a multiple of LOCAL_WORLD_SIZE={per_node}")
+    return World.from_rank(num_ranks // per_node, per_node, rank)
 
 
 _watched_pid = 0  # the DataLoader worker process whose parent is watched

@@ -34,6 +34,7 @@ import numpy as np
 from .errors import MDSConfigError, MDSFormatError, MDSSchemaError
 from .format.encodings import Encoding, decode_image, image_magic_ok, require_pillow
 from .format.gather import Payloads, Stop
+from .node import loading_processes, usable_cpus
 
 __all__ = ["ImageDecode"]
 
@@ -69,7 +70,7 @@ class ImageDecode:
             much larger than ``size`` (faster; close to, not equal to, a full decode and resize).
         seed: the seed of random crops and flips (None: the dataset's ``shuffle_seed``).
         threads: decoding threads (None: the CPUs this process may use, shared among the
-            DataLoader's workers).
+            DataLoader's workers of every rank on the node, ``LOCAL_WORLD_SIZE``).
     """
 
     size: int | tuple[int, int] | None = None
@@ -234,15 +235,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def default_threads() -> int:
-    """The CPUs this process may use, shared among the DataLoader's workers when in one."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    from torch.utils.data import get_worker_info
-
-    info = get_worker_info()
-    return max(1, cpus // info.num_workers) if info is not None else max(1, cpus)
+    """The CPUs this process may use, divided among the node's loading processes (the DataLoader's
+    workers times the node's ranks): on a node of 8 ranks with 8 workers each, 96 cores give each
+    worker one thread, not 12 (which would be 8x more threads than cores)."""
+    return max(1, usable_cpus() // loading_processes())
 
 
 # ---------------------------------------------------------------------------- one column

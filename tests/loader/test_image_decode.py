@@ -349,3 +349,27 @@ def test_decoding_threads_start_no_openmp_teams(images):
         for _ in ds.iter_batches(decode={"image": spec}):
             pass
     assert tasks() - before <= 4  # the pool's threads only
+
+
+class _ThreadsPerWorker(torch.utils.data.IterableDataset):
+    """Yields the default decoding thread count of the process that iterates it."""
+
+    def __iter__(self):
+        from mds_loader.images import default_threads
+
+        yield default_threads()
+
+
+def test_default_threads_divide_the_node_among_its_loading_processes(monkeypatch):
+    """16 CPUs, 2 ranks on the node (torchrun's LOCAL_WORLD_SIZE), 2 DataLoader workers each: 4
+    threads per worker, so that the node runs as many decoding threads as it has CPUs."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    from mds_loader.images import default_threads
+
+    assert default_threads() == 8  # a rank decoding in its own process
+    loader = torch.utils.data.DataLoader(_ThreadsPerWorker(), batch_size=None, num_workers=2,
+                                         multiprocessing_context="fork")
+    assert list(loader) == [4, 4]  # (real worker processes, forked with the patched affinity)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert default_threads() == 1  # never fewer than one

@@ -62,6 +62,9 @@ def _exists(spark: Any, format: str, path: str, options: dict[str, str]) -> bool
     return True
 
 
+_OVERWRITE_MODE = "spark.sql.sources.partitionOverwriteMode"
+
+
 def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds", engine: str = "auto",
           partition_by: str | Sequence[str] | None = None, **options: Any) -> None:
     """Writes ``df`` as an MDS dataset at ``path`` with any SaveMode.
@@ -103,6 +106,9 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
         columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
         Partitioning.for_write(df.schema, columns)  # the column errors of every implementation, before the sort
         texts["partition_by"] = ",".join(columns)
+        if mode == "overwrite" and not any(k.lower() == "partitionoverwritemode" for k in texts):
+            # The Python fallback cannot see the session's setting; it refuses a dynamic one (as the jar does).
+            texts["partitionOverwriteMode"] = df.sparkSession.conf.get(_OVERWRITE_MODE, "static")
         if engine == "mapInArrow" or not _jar_serves(df, format):  # the JVM source sorts by itself
             df = _sorted_by(df, columns)
     if engine == "mapInArrow":

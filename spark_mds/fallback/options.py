@@ -204,6 +204,23 @@ def dataset_path(options: Mapping[str, str]) -> str:
     return path
 
 
+def check_overwrite_mode(options: Mapping[str, str], overwrite: bool, partitioned: bool, where: str) -> None:
+    """Refuses a dynamic partition overwrite (option ``partitionOverwriteMode``, which
+    :func:`spark_mds.write` fills from the session's ``spark.sql.sources.partitionOverwriteMode``):
+    it would keep the partitions the new rows do not touch, and this source replaces the whole
+    dataset, so it would delete what the user means to keep. The JVM source refuses it the same way.
+
+    Raises:
+        MDSConfigError: an overwrite of a partitioned write in dynamic mode.
+    """
+    mode = (_get(options, "partitionoverwritemode") or "static").strip().lower()
+    if overwrite and partitioned and mode == "dynamic":
+        raise MDSConfigError(
+            f"dynamic partition overwrite is not supported by the mds source ({where}): an overwrite replaces the whole "
+            "dataset. Set spark.sql.sources.partitionOverwriteMode=static to replace it, or append"
+        )
+
+
 def parse_write_options(options: Mapping[str, str]) -> WriteOptions:
     """The options of a write (``compression``, ``hashes``, ``size_limit``, ``nulls``,
     ``encoding.<column>``, ``storage.*``/``storage_options``) as the format core's

@@ -31,7 +31,7 @@ from mds_loader.storage import Storage
 from .compat import DataSourceArrowWriter, WriterCommitMessage
 from .dataset import IndexSnapshot, check_same_columns, index_where, ndarray_infos, read_index
 from .layout import WriteLayout, append_write_layout, dataset_spark_schema, new_write_layout
-from .options import parse_write_options
+from .options import check_overwrite_mode, parse_write_options
 from .partitions import Partitioning, partition_columns_option
 from .storage import open_store
 
@@ -126,6 +126,7 @@ def plan_write(options: dict, schema: StructType, overwrite: bool, path: str) ->
     snap = read_index(store)
     index = snap.index
     partitioning = Partitioning.for_write(schema, partition_columns_option(options))
+    check_overwrite_mode(options, overwrite, bool(partitioning), where)
     schema = StructType([f for f in schema.fields if f.name not in partitioning.names])
     if index is not None and not overwrite and (index.shards or index.spark_mds is not None):
         had = Partitioning.of(index, index_where(store))

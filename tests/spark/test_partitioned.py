@@ -101,6 +101,31 @@ def test_append_keeps_the_partitioning_and_overwrite_replaces_it(spark, tmp_path
     assert back.columns == ["id", "text", "split", "day", "even"] and back.count() == 60
 
 
+@pytest.mark.parametrize("how", ["option", "session"])
+def test_dynamic_partition_overwrite_is_refused_by_every_implementation(spark, tmp_path, impl, how):
+    """Dynamic partition overwrite would keep the partitions the new rows do not touch; an
+    implementation that replaced the whole dataset instead would delete them. Every implementation
+    refuses before writing, whether the mode comes as an option or as the session's setting."""
+    out = tmp_path / "ds"
+    impl.write_partitioned(source(spark), str(out), ["split"])
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    train = source(spark).where("split = 'train'")
+    key = "spark.sql.sources.partitionOverwriteMode"
+    options = {"partitionOverwriteMode": "dynamic"} if how == "option" else {}
+    if how == "session":
+        spark.conf.set(key, "dynamic")
+    try:
+        with pytest.raises(Exception, match=r"dynamic partition overwrite is not supported by the mds source .*"
+                                            r"Set spark.sql.sources.partitionOverwriteMode=static to replace it, or append"):
+            impl.write_partitioned(train, str(out), ["split"], mode="overwrite", **options)
+    finally:
+        spark.conf.unset(key)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    assert impl.read(spark, str(out)).count() == 60
+    impl.write_partitioned(train, str(out), ["split"], mode="overwrite")  # static: the whole dataset
+    assert impl.read(spark, str(out)).count() == 20
+
+
 @pytest.mark.parametrize("columns, message", [
     (["nope"], "partition column 'nope' is not a column of the data"),
     (["id", "text", "split", "even", "day"], "an MDS dataset needs at least one data column"),

@@ -4,7 +4,8 @@
 Write: ``compression`` (default ``zstd``), ``hashes`` (comma-separated), ``size_limit`` (bytes or a
 binary-suffixed size such as ``64mb``; default ``1 << 26``; ``0``/``none`` for no limit),
 ``encoding.<column>``, ``nulls`` (``mask``, the default, or ``error``), ``partition_by``
-(comma-separated partition columns, docs/format.md §8; read by the write plan).
+(comma-separated partition columns, docs/format.md §8; read by the write plan),
+``partitionOverwriteMode`` (``dynamic`` is refused, see :func:`check_overwrite_mode`).
 Read: ``max_partition_bytes`` (default 128 MiB), ``validate_hash``.
 Both, for a remote path (``s3://...``, any fsspec URL): fsspec storage options, as a JSON object in
 ``storage_options`` and/or one ``storage.<name>`` option each (see :func:`parse_storage_options`).

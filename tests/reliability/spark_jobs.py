@@ -351,6 +351,11 @@ def job_speculation(args: dict) -> None:
         err = job.result()  # ends once the speculative copy of partition 0 has won
         os.remove(os.path.join(hooks, "hold.0.0"))
         wait_file(os.path.join(hooks, "end.0.0"), what="the first attempt of partition 0 to end")
+        # Other partitions may have had a speculative copy too (a slow machine): every attempt that
+        # started before the commit has ended, removing its files, before the dataset is examined.
+        for started in sorted(n for n in os.listdir(hooks) if n.startswith("start.")):
+            tag = started[len("start."):]
+            wait_file(os.path.join(hooks, f"end.{tag}"), what=f"attempt {tag} to end")
         index = json.load(open(os.path.join(path, "index.json")))
         out.append({"fmt": fmt, "error": err, "ids": read_ids(spark, fmt, path),
                     "attempts": sorted(n[len("start."):] for n in os.listdir(hooks) if n.startswith("start.")),

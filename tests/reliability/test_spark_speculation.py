@@ -90,4 +90,5 @@ def test_speculative_duplicates_never_duplicate_samples(cluster, tmp_path):
         assert all(len(a) == 1 for a in per_partition.values()), (fmt, per_partition)  # one attempt per partition
         index = json.loads((path / "index.json").read_text())
         stored = {"index.json"} | {(s["zip_data"] or s["raw_data"])["basename"] for s in index["shards"]}
-        assert set(tree(path)) == stored, (fmt, sorted(set(tree(path)) ^ stored))  # the loser's files are gone
+        # the losers' files are gone (the message names the attempts that ran, to tell which one left them)
+        assert set(tree(path)) == stored, (fmt, r["attempts"], sorted(set(tree(path)) ^ stored))

@@ -91,4 +91,5 @@ def test_speculative_duplicates_never_duplicate_samples(cluster, tmp_path):
         index = json.loads((path / "index.json").read_text())
         stored = {"index.json"} | {(s["zip_data"] or s["raw_data"])["basename"] for s in index["shards"]}
         # the losers' files are gone (the message names the attempts that ran, to tell which one left them)
-        assert set(tree(path)) == stored, (fmt, r["attempts"], sorted(set(tree(path)) ^ stored))
+        jobs = sorted({n.split(".")[1] for n in r["shards"]})  # (the first write's job, this one's)
+        assert set(tree(path)) == stored, (fmt, r["attempts"], jobs, sorted(set(tree(path)) ^ stored))

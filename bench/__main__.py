@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import IMAGES, JPEG_BATCHED, JPEG_PER_SAMPLE, QUICK_RESULTS, RESULTS, read_result, write_result
+from bench.common import (IMAGES, JPEG_BATCHED, JPEG_PER_SAMPLE, QUICK_RESULTS, RESULTS, loader_machines, machine_label,
+                          read_result, write_result)
 
 BENCHMARKS = ("spark", "loader", "startup", "decode", "remote", "scale")
 
@@ -129,17 +130,17 @@ def summary(out_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _cores(machines: list[dict[str, Any] | None]) -> str:
-    """The machine(s) that measured a table, as ' (2 cores, <cpu>)'; '' when unknown."""
-    named = sorted({f"{m.get('cpus')} cores, {m.get('cpu', '')}" for m in machines if m})
-    return f" ({'; '.join(named)})" if named else ""
+def _cores(*machines: dict[str, Any] | None) -> str:
+    """' (2 cores, <cpu>)' for a table's header; '' when its machine is unknown."""
+    label = machine_label(*machines)
+    return f" ({label})" if label else ""
 
 
 def _jpeg_table(v: dict[str, Any]) -> list[str]:
     """The ImageNet-like JPEG variant: images/s to (batch, 3, 224, 224) uint8 batches."""
     kb = v["raw_bytes"] / v["rows"] / 1000
     lines = [f"{v['rows']:,} ImageNet-like JPEGs (about 500x375, {kb:.0f} KB) to 224x224 uint8 batches of "
-             f"{v['batch_size']}, images/s, steady-state epoch{_cores([v.get('machine')])}:", "",
+             f"{v['batch_size']}, images/s, steady-state epoch{_cores(v.get('machine'))}:", "",
              "| DataLoader workers | mds_loader, batched decode | mds_loader, per-sample PIL | mosaicml-streaming, per-sample PIL | ratio |",
              "|---|---|---|---|---|"]
     for workers in (0, 2):
@@ -165,7 +166,7 @@ def markdown(out_dir: Path) -> str:
     spark = read_result(out_dir, "spark")
     if spark:
         lines += [f"Spark {spark['master']}, {spark['partitions']} partitions, zstd, best of {spark['repeat']} interleaved rounds"
-                  f"{_cores([spark['machine']])}:", "",
+                  f"{_cores(spark['machine'])}:", "",
                   "| write, seconds (rows/s) | " + " | ".join(f"{v} ({r['rows']:,} rows)" for v, r in spark["results"].items()) + " |",
                   "|---|" + "---|" * len(spark["results"])]
         names = [("mds_jvm", "`format(\"mds\")`, JVM"), ("mds_fallback", "`format(\"mds\")`, Python fallback"),
@@ -191,9 +192,8 @@ def markdown(out_dir: Path) -> str:
         lines.append("")
     loader = read_result(out_dir, "loader")
     if loader:
-        machines = [v.get("machine", loader.get("machine")) for name, v in loader["variants"].items() if name != "jpeg"]
         lines += [f"Training loop, shuffled, batch {loader['batch_size']}, steady-state epoch (epoch 1 decompresses)"
-                  f"{_cores(machines)}:", "",
+                  f"{_cores(*loader_machines(loader, jpeg=False))}:", "",
                   "| dataset | loop | mds_loader samples/s | mosaicml-streaming | ratio | epoch 1 (ratio) | peak RSS main / worker |",
                   "|---|---|---|---|---|---|---|"]
         for variant, v in loader["variants"].items():

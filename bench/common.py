@@ -37,6 +37,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def machine_label(*machines: dict[str, Any] | None) -> str:
+    """The machine(s) that measured a table or a plot, as '2 cores, <cpu>' ('; ' between several)."""
+    return "; ".join(sorted({f"{m.get('cpus', '?')} cores, {m.get('cpu', '?')}" for m in machines if m}))
+
+
+def loader_machines(loader: dict[str, Any], jpeg: bool) -> list[dict[str, Any] | None]:
+    """The machines that measured the loader's jpeg variant, or its other variants (each variant
+    records its own: ``--update`` re-measures some of them)."""
+    return [v.get("machine", loader.get("machine")) for name, v in loader["variants"].items() if (name == "jpeg") == jpeg]
+
+
 def summarize(times: list[float]) -> dict[str, Any]:
     """Best, median and every time of interleaved runs (the machine may be shared)."""
     return {"seconds": min(times), "median_seconds": statistics.median(times), "all_seconds": list(times)}

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bench.common import IMAGES, JPEG_BATCHED, JPEG_PER_SAMPLE, RESULTS, read_result, rel
+from bench.common import IMAGES, JPEG_BATCHED, JPEG_PER_SAMPLE, RESULTS, loader_machines, machine_label, read_result, rel
 
 OURS = "#1f77b4"
 OURS2 = "#6baed6"
@@ -30,8 +30,7 @@ def _setup():
 
 
 def _machine(result: dict[str, Any]) -> str:
-    m = result.get("machine", {})
-    return f"{m.get('cpus', '?')} cores, {m.get('memory_gib', '?')} GiB"
+    return machine_label(result.get("machine"))
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
@@ -115,7 +114,7 @@ def plot_loader(loader: dict[str, Any], out: Path) -> Path:
         if ax is axes[0][0]:
             ax.set_ylabel("samples/s, steady-state epoch (log)")
             ax.legend(fontsize=7, frameon=False, loc="lower left")
-    fig.suptitle(f"Training loop throughput, shuffled, batch {loader['batch_size']} ({_machine(loader)})", fontsize=10)
+    fig.suptitle(f"Training loop throughput, shuffled, batch {loader['batch_size']} ({machine_label(*loader_machines(loader, jpeg=False))})", fontsize=10)
     return _save(plt, fig, out / "bench-loader.png")
 
 
@@ -152,7 +151,7 @@ def plot_images(v: dict[str, Any], loader: dict[str, Any], out: Path) -> Path:
     ax.set_ylabel("images/s (224x224 uint8 batches)")
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     kb = v["raw_bytes"] / v["rows"] / 1000
-    ax.set_title(f"{v['rows']:,} JPEGs (~500x375, {kb:.0f} KB), batch {v['batch_size']} ({_machine(v if 'machine' in v else loader)})", fontsize=9)
+    ax.set_title(f"{v['rows']:,} JPEGs (~500x375, {kb:.0f} KB), batch {v['batch_size']} ({machine_label(*loader_machines(loader, jpeg=True))})", fontsize=9)
     return _save(plt, fig, out / "bench-images.png")
 
 

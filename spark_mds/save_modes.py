@@ -62,7 +62,7 @@ def _exists(spark: Any, format: str, path: str, options: dict[str, str]) -> bool
     return True
 
 
-_OVERWRITE_MODE = "spark.sql.sources.partitionOverwriteMode"
+_SESSION_OVERWRITE_MODE = "spark.sql.sources.partitionOverwriteMode"
 
 
 def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds", engine: str = "auto",
@@ -101,14 +101,15 @@ def write(df: Any, path: str, mode: str = "errorifexists", *, format: str = "mds
     engine = engine_name(engine)
     texts = {k: _option_text(v) for k, v in options.items()}
     if partition_by:
+        from .fallback.options import OVERWRITE_MODE, overwrite_mode
         from .fallback.partitions import Partitioning
 
         columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
         Partitioning.for_write(df.schema, columns)  # the column errors of every implementation, before the sort
         texts["partition_by"] = ",".join(columns)
-        if mode == "overwrite" and not any(k.lower() == "partitionoverwritemode" for k in texts):
+        if mode == "overwrite" and overwrite_mode(texts) is None:
             # The Python fallback cannot see the session's setting; it refuses a dynamic one (as the jar does).
-            texts["partitionOverwriteMode"] = df.sparkSession.conf.get(_OVERWRITE_MODE, "static")
+            texts[OVERWRITE_MODE] = df.sparkSession.conf.get(_SESSION_OVERWRITE_MODE, "static")
         if engine == "mapInArrow" or not _jar_serves(df, format):  # the JVM source sorts by itself
             df = _sorted_by(df, columns)
     if engine == "mapInArrow":

@@ -205,6 +205,15 @@ def dataset_path(options: Mapping[str, str]) -> str:
     return path
 
 
+OVERWRITE_MODE = "partitionOverwriteMode"  # the write option (Spark's spark.sql.sources.partitionOverwriteMode)
+
+
+def overwrite_mode(options: Mapping[str, str]) -> str | None:
+    """The ``partitionOverwriteMode`` option's value (lower-cased), None when not given."""
+    mode = _get(options, OVERWRITE_MODE.lower())
+    return None if mode is None else mode.strip().lower()
+
+
 def check_overwrite_mode(options: Mapping[str, str], overwrite: bool, partitioned: bool, where: str) -> None:
     """Refuses a dynamic partition overwrite (option ``partitionOverwriteMode``, which
     :func:`spark_mds.write` fills from the session's ``spark.sql.sources.partitionOverwriteMode``):
@@ -214,8 +223,7 @@ def check_overwrite_mode(options: Mapping[str, str], overwrite: bool, partitione
     Raises:
         MDSConfigError: an overwrite of a partitioned write in dynamic mode.
     """
-    mode = (_get(options, "partitionoverwritemode") or "static").strip().lower()
-    if overwrite and partitioned and mode == "dynamic":
+    if overwrite and partitioned and overwrite_mode(options) == "dynamic":
         raise MDSConfigError(
             f"dynamic partition overwrite is not supported by the mds source ({where}): an overwrite replaces the whole "
             "dataset. Set spark.sql.sources.partitionOverwriteMode=static to replace it, or append"
